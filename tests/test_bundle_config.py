@@ -1,0 +1,96 @@
+"""Bundle metadata and configs: the model-zoo spec, pinned versions, parsing, network I/O."""
+
+import json
+from importlib.metadata import version
+from pathlib import Path
+
+import monai
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
+
+from conftest import BUNDLE_ROOT, REPO_ROOT
+
+CONFIGS = BUNDLE_ROOT / "configs"
+META = CONFIGS / "metadata.json"
+SPEC_SCHEMA = Path(__file__).parent / "data" / "meta_schema_spec.json"
+TENSOR_KEYS = {"type", "format", "modality", "num_channels", "spatial_shape", "dtype", "value_range",
+               "is_patch_data", "channel_def"}
+
+
+@pytest.fixture(scope="module")
+def meta() -> dict:
+    return json.loads(META.read_text())
+
+
+def test_mandatory_fields_and_types(meta):
+    for key in ("version", "monai_version", "pytorch_version", "numpy_version", "task", "description", "authors",
+                "copyright", "intended_use", "data_source", "data_type", "schema"):
+        assert isinstance(meta[key], str) and meta[key], key
+    assert isinstance(meta["required_packages_version"], dict) and meta["required_packages_version"]
+    assert isinstance(meta["references"], list) and len(meta["references"]) >= 2
+    assert meta["version"] in meta["changelog"]
+    assert "optional_packages_version" not in meta, "MONAI 1.6.1 would replace the required list with it"
+
+
+def test_network_data_format(meta):
+    fmt = meta["network_data_format"]
+    image, pred = fmt["inputs"]["image"], fmt["outputs"]["pred"]
+    for tensor in (image, pred):
+        assert TENSOR_KEYS <= set(tensor)
+    assert (image["num_channels"], image["dtype"], image["value_range"], image["modality"]) == (1, "float32", [0, 1], "CT")
+    assert (pred["num_channels"], pred["dtype"], pred["value_range"]) == (1, "float32", [0, 4])
+
+
+def test_versions_match_the_installed_stack(meta):
+    assert meta["monai_version"] == monai.__version__
+    assert meta["pytorch_version"] == torch.__version__.split("+")[0]
+    assert meta["numpy_version"] == np.__version__
+    for name, pinned in meta["required_packages_version"].items():
+        assert version(name) == pinned, name
+
+
+def test_required_packages_match_requirements_txt(meta):
+    pins = dict(line.split("==") for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    for name, pinned in meta["required_packages_version"].items():
+        assert pins.get(name) == pinned, name
+
+
+def test_verify_metadata_with_a_local_schema(tmp_path):
+    verify_metadata(meta_file=str(META), filepath=str(SPEC_SCHEMA))
+    broken = json.loads(META.read_text())
+    del broken["network_data_format"]["outputs"]["pred"]["dtype"]
+    (tmp_path / "metadata.json").write_text(json.dumps(broken))
+    with pytest.raises(Exception, match="dtype"):
+        verify_metadata(meta_file=str(tmp_path / "metadata.json"), filepath=str(SPEC_SCHEMA))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.json")))
+def test_every_config_parses(name):
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / name))
+    assert parser.get() is not None
+
+
+def test_inference_network_matches_common():
+    """inference.json stands alone for deployment tools; its network must equal the shared one."""
+    common = json.loads((CONFIGS / "common.json").read_text())
+    inference = json.loads((CONFIGS / "inference.json").read_text())
+    for key in ("network_def", "network_preset", "score_range"):
+        assert inference[key] == common[key], key
+
+
+@pytest.mark.parametrize("n", [16, 4])  # 512x512 and 128x128 slices
+def test_verify_net_in_out(n, monkeypatch):
+    monkeypatch.chdir(BUNDLE_ROOT)
+    verify_net_in_out(net_id="network_def", meta_file=str(META), config_file=str(CONFIGS / "inference.json"),
+                      device="cpu", n=n)
+
+
+def test_verify_net_in_out_catches_a_wrong_channel_count(monkeypatch):
+    monkeypatch.chdir(BUNDLE_ROOT)
+    with pytest.raises(ValueError, match="expected input of shape"):
+        verify_net_in_out(net_id="network_def", meta_file=str(META), config_file=str(CONFIGS / "inference.json"),
+                          device="cpu", n=1, **{"_meta_#network_data_format#inputs#image#num_channels": 3})

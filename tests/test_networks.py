@@ -1,0 +1,111 @@
+"""Network presets: shapes, output range, training signal, the published parameter count."""
+
+import pytest
+import torch
+
+from scripts.networks import PRESETS, SpatialHybridIQA, count_parameters, create_network, sincos_position_2d
+
+# The authors' build of TFKT-V2 (EfficientNetV2-L + Swin-V2-B, 1-channel stems) has this many parameters.
+TFKT_V2_PARAMS = 209_383_449
+
+
+@pytest.fixture(scope="module")
+def tfkt_v2():
+    torch.manual_seed(0)
+    return create_network("tfkt_v2")
+
+
+def test_tfkt_v2_parameter_count_within_one_percent(tfkt_v2):
+    n = count_parameters(tfkt_v2)
+    assert abs(n - TFKT_V2_PARAMS) / TFKT_V2_PARAMS < 0.01, n
+
+
+def test_tfkt_v2_shape_and_clamp(tfkt_v2):
+    tfkt_v2.eval()
+    with torch.no_grad():
+        y = tfkt_v2(torch.rand(2, 1, 96, 96))
+    assert y.shape == (2, 1)
+    assert torch.all((y >= 0) & (y <= 4))
+
+
+@pytest.mark.parametrize("preset", [p for p in PRESETS if p != "tfkt_v2"])
+@pytest.mark.parametrize("size", [(32, 32), (64, 96), (160, 160)])
+def test_hybrid_presets_any_size(preset, size):
+    net = create_network(preset).eval()
+    with torch.no_grad():
+        y = net(torch.rand(3, 1, *size))
+    assert y.shape == (3, 1)
+    assert torch.isfinite(y).all()
+
+
+def test_eval_mode_clamps_training_mode_does_not():
+    torch.manual_seed(0)
+    net = create_network("hybrid_tiny")
+    with torch.no_grad():
+        net.head.fc.bias.fill_(10.0)  # push every score above the scale
+        net.train()
+        assert float(net(torch.rand(2, 1, 32, 32)).min()) > 4.0
+        net.eval()
+        assert torch.equal(net(torch.rand(2, 1, 32, 32)), torch.full((2, 1), 4.0))
+
+
+def test_unbounded_output_when_range_is_none():
+    net = create_network("hybrid_tiny", output_range=None).eval()
+    with torch.no_grad():
+        net.head.fc.bias.fill_(-7.0)
+        net.head.fc.weight.zero_()
+        assert torch.allclose(net(torch.rand(1, 1, 32, 32)), torch.tensor([[-7.0]]))
+
+
+def test_initial_bias_is_mid_scale():
+    net = create_network("hybrid_tiny", output_range=(1.0, 5.0))
+    assert net.head.fc.bias.item() == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 32, 32), (1, 32, 32), (2, 1, 1, 32, 32)])
+def test_rejects_wrong_input_shape(shape):
+    with pytest.raises(ValueError, match=r"expected input of shape \(B, 1, H, W\)"):
+        create_network("hybrid_tiny")(torch.rand(*shape))
+
+
+def test_unknown_preset_and_bad_arguments():
+    with pytest.raises(ValueError, match="unknown network preset 'nope'"):
+        create_network("nope")
+    with pytest.raises(ValueError, match="pooling"):
+        SpatialHybridIQA(backbone="test_efficientnet", pooling="max")
+    with pytest.raises(ValueError, match="feature_index"):
+        SpatialHybridIQA(backbone="test_efficientnet", feature_index=9)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        SpatialHybridIQA(backbone="test_efficientnet", embed_dim=30, num_heads=2)
+
+
+def test_token_grid_is_pooled_to_max_side():
+    net = create_network("hybrid_tiny", max_tokens_side=4).eval()
+    with torch.no_grad():
+        tokens = net.forward_features(torch.rand(1, 1, 256, 256))
+    assert tokens.shape[1] == 16
+
+
+def test_positions_are_distinct_per_token_and_size_free():
+    pos = sincos_position_2d(4, 5, 32)
+    assert pos.shape == (20, 32)
+    assert len({tuple(r.tolist()) for r in pos.round(decimals=5)}) == 20
+    # The first half encodes the row only: tokens of one row share it.
+    assert torch.equal(pos[0, :16], pos[4, :16]) and not torch.equal(pos[0, :16], pos[5, :16])
+    assert torch.allclose(sincos_position_2d(2, 2, 32), sincos_position_2d(3, 3, 32)[[0, 1, 3, 4]])
+
+
+def test_gradient_steps_lower_the_loss():
+    torch.manual_seed(0)
+    net = create_network("hybrid_tiny", dropout=0.0)
+    x = torch.rand(8, 1, 32, 32)
+    y = torch.linspace(0, 4, 8).unsqueeze(1)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(net(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0], losses

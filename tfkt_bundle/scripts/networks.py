@@ -1,0 +1,240 @@
+"""Hybrid CNN -> transformer regressors for no-reference CT image quality (one score per slice).
+
+Two layouts share one contract: input ``(B, 1, H, W)`` float32 in [0, 1] (a CT slice windowed from HU),
+output ``(B, 1)``, the radiologist-scale score (0 = bad ... 4 = excellent). The head is linear; in eval mode the
+score is clamped to ``output_range`` so that exported and served models never report an off-scale value, while
+training sees the unclamped value so that gradients flow at the scale's ends.
+
+* ``TFKTV2Net`` - the published TFKT-V2 layout (Rifa et al., J. Med. Imaging 12(5):051805, 2025):
+  EfficientNetV2-L with a 1-channel stem -> Linear(1280 -> 4096) -> reshape to a 1x64x64 "image" -> Swin-V2-B with a
+  1-channel 4x4 patch embedding -> Linear(1024 -> 1). Built from torchvision parts, 209,383,449 parameters, as the
+  authors' build. It exists to reproduce and compare against.
+* ``SpatialHybridIQA`` - the CNN's spatial feature map becomes transformer tokens with 2-D sine-cosine positions
+  (defined for any grid, so any slice size works), a small transformer encoder mixes them, attention pooling ->
+  linear head. The published bridge discards all spatial layout although noise and streaks are local textures;
+  keeping the map as tokens is the approach of TOPIQ, TReS and MANIQA for natural images.
+
+Weights are never loaded in a constructor: see ``scripts.weights``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+__all__ = ["SpatialHybridIQA", "TFKTV2Net", "PRESETS", "create_network", "count_parameters", "describe"]
+
+
+class _ScoreHead(nn.Module):
+    """Linear regression head whose bias starts mid-scale, clamped to ``output_range`` in eval mode only."""
+
+    def __init__(self, in_features: int, output_range: tuple[float, float] | None, norm: bool = True) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(in_features) if norm else nn.Identity()
+        self.fc = nn.Linear(in_features, 1)
+        self.output_range = tuple(output_range) if output_range is not None else None
+        if self.output_range is not None:
+            # Starting at the scale's middle avoids a first epoch spent only on learning the offset.
+            nn.init.constant_(self.fc.bias, 0.5 * (self.output_range[0] + self.output_range[1]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.fc(self.norm(x))
+        if self.output_range is not None and not self.training:
+            out = out.clamp(*self.output_range)
+        return out
+
+
+def _check_input(x: torch.Tensor, in_chans: int) -> None:
+    if x.ndim != 4 or x.shape[1] != in_chans:
+        raise ValueError(f"expected input of shape (B, {in_chans}, H, W), got {tuple(x.shape)}")
+
+
+def sincos_position_2d(height: int, width: int, dim: int, device=None, dtype=None) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position codes of shape (height * width, dim), row-major.
+
+    Half of ``dim`` encodes the row, half the column; ``dim`` must be divisible by 4.
+    """
+    if dim % 4:
+        raise ValueError(f"embed_dim must be divisible by 4 for 2-D sine-cosine positions, got {dim}")
+    quarter = dim // 4
+    omega = 1.0 / (10000 ** (torch.arange(quarter, device=device, dtype=torch.float32) / quarter))
+    ys, xs = torch.meshgrid(
+        torch.arange(height, device=device, dtype=torch.float32),
+        torch.arange(width, device=device, dtype=torch.float32),
+        indexing="ij",
+    )
+    ys = ys.reshape(-1, 1) * omega
+    xs = xs.reshape(-1, 1) * omega
+    pos = torch.cat([ys.sin(), ys.cos(), xs.sin(), xs.cos()], dim=1)
+    return pos.to(dtype) if dtype is not None else pos
+
+
+class SpatialHybridIQA(nn.Module):
+    """CNN feature map as transformer tokens, attention pooling, scalar quality score.
+
+    Args:
+        backbone: timm model name; created with ``features_only=True`` and a 1-channel stem.
+        feature_index: which backbone feature level becomes the tokens (-1 = the deepest).
+        embed_dim: token width after the 1x1 projection.
+        depth: transformer encoder layers.
+        num_heads: attention heads per layer.
+        mlp_ratio: feed-forward width as a multiple of ``embed_dim``.
+        dropout: dropout in the encoder and before the head.
+        max_tokens_side: token grids larger than this per side are average-pooled down to it, bounding the
+            attention cost for big slices (None = never pool).
+        pooling: "attention" (learned per-token weights) or "mean".
+        in_chans: input channels (1 for CT).
+        input_mean: subtracted from the [0, 1] input before the backbone.
+        input_std: divides the input after the mean; with 0.5/0.5 the backbone sees [-1, 1], as tf_* weights expect.
+        output_range: eval-mode clamp and initial bias centre; None leaves the score unbounded.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "tf_efficientnet_lite0",
+        feature_index: int = -1,
+        embed_dim: int = 128,
+        depth: int = 2,
+        num_heads: int = 4,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.1,
+        max_tokens_side: int | None = 16,
+        pooling: str = "attention",
+        in_chans: int = 1,
+        input_mean: float = 0.5,
+        input_std: float = 0.5,
+        output_range: tuple[float, float] | None = (0.0, 4.0),
+    ) -> None:
+        super().__init__()
+        if pooling not in ("attention", "mean"):
+            raise ValueError(f"pooling must be 'attention' or 'mean', got {pooling!r}")
+        if embed_dim % 4 or embed_dim % num_heads:
+            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by 4 and by num_heads ({num_heads})")
+        self.backbone_name = backbone
+        self.in_chans = in_chans
+        self.input_mean = input_mean
+        self.input_std = input_std
+        self.max_tokens_side = max_tokens_side
+        self.pooling = pooling
+        self.backbone = timm.create_model(backbone, pretrained=False, features_only=True, in_chans=in_chans)
+        n_levels = len(self.backbone.feature_info)
+        if not -n_levels <= feature_index < n_levels:
+            raise ValueError(f"feature_index {feature_index} out of range for {backbone} ({n_levels} levels)")
+        self.feature_index = feature_index % n_levels
+        feat_chs = self.backbone.feature_info.channels()[self.feature_index]
+        self.proj = nn.Sequential(nn.Conv2d(feat_chs, embed_dim, 1), nn.GELU())
+        layer = nn.TransformerEncoderLayer(
+            embed_dim, num_heads, int(embed_dim * mlp_ratio), dropout, activation="gelu", batch_first=True,
+            norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(embed_dim)
+        self.attn_pool = nn.Linear(embed_dim, 1) if pooling == "attention" else None
+        self.drop = nn.Dropout(dropout)
+        self.head = _ScoreHead(embed_dim, output_range, norm=False)
+        self.num_features = embed_dim
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the encoded tokens, shape (B, N, embed_dim)."""
+        _check_input(x, self.in_chans)
+        x = (x - self.input_mean) / self.input_std
+        fmap = self.backbone(x)[self.feature_index]
+        if self.max_tokens_side is not None and max(fmap.shape[-2:]) > self.max_tokens_side:
+            side = (min(fmap.shape[-2], self.max_tokens_side), min(fmap.shape[-1], self.max_tokens_side))
+            fmap = nn.functional.adaptive_avg_pool2d(fmap, side)
+        fmap = self.proj(fmap)
+        b, c, h, w = fmap.shape
+        tokens = fmap.flatten(2).transpose(1, 2)
+        tokens = tokens + sincos_position_2d(h, w, c, device=tokens.device, dtype=tokens.dtype)
+        return self.norm(self.encoder(tokens))
+
+    def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool tokens to one vector and regress the score (or return the pooled vector)."""
+        if self.attn_pool is not None:
+            weights = torch.softmax(self.attn_pool(tokens), dim=1)
+            pooled = (weights * tokens).sum(dim=1)
+        else:
+            pooled = tokens.mean(dim=1)
+        pooled = self.drop(pooled)
+        return pooled if pre_logits else self.head(pooled)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class TFKTV2Net(nn.Module):
+    """The published TFKT-V2 network: EfficientNetV2-L -> 4096-vector as a 1x64x64 image -> Swin-V2-B -> score.
+
+    Args:
+        bridge_side: side of the square "image" the CNN vector is reshaped into (64 in the paper).
+        dropout: dropout before the CNN's Linear(1280 -> side**2), as torchvision's EfficientNetV2-L classifier.
+        output_range: eval-mode clamp and initial bias centre; None leaves the score unbounded.
+    """
+
+    def __init__(
+        self, bridge_side: int = 64, dropout: float = 0.4, output_range: tuple[float, float] | None = (0.0, 4.0)
+    ) -> None:
+        super().__init__()
+        from torchvision.models import efficientnet_v2_l, swin_v2_b
+
+        self.in_chans = 1
+        self.bridge_side = bridge_side
+        self.cnn = efficientnet_v2_l(weights=None)
+        stem = self.cnn.features[0][0]
+        self.cnn.features[0][0] = nn.Conv2d(1, stem.out_channels, stem.kernel_size, stem.stride, stem.padding,
+                                            bias=False)
+        self.cnn.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(1280, bridge_side * bridge_side))
+        self.transformer = swin_v2_b(weights=None)
+        patch = self.transformer.features[0][0]
+        self.transformer.features[0][0] = nn.Conv2d(1, patch.out_channels, patch.kernel_size, patch.stride)
+        self.transformer.head = nn.Identity()
+        self.head = _ScoreHead(1024, output_range, norm=False)
+        self.num_features = 1024
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.in_chans)
+        vec = self.cnn(x)
+        return self.transformer(vec.view(-1, 1, self.bridge_side, self.bridge_side))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tfkt_v2": {"cls": TFKTV2Net},
+    # Default: fast enough for CPU scoring of whole series at full slice resolution.
+    "hybrid_lite0": {"cls": SpatialHybridIQA, "backbone": "tf_efficientnet_lite0", "embed_dim": 128, "depth": 2},
+    # A few-thousand-parameter variant for tests and smoke runs.
+    "hybrid_tiny": {
+        "cls": SpatialHybridIQA, "backbone": "test_efficientnet", "embed_dim": 32, "depth": 1, "num_heads": 2,
+        "max_tokens_side": 8,
+    },
+}
+
+
+def create_network(preset: str = "hybrid_lite0", **overrides: Any) -> nn.Module:
+    """Build a network from a named preset; keyword overrides replace the preset's arguments."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown network preset {preset!r}; choose one of {sorted(PRESETS)}")
+    kwargs = dict(PRESETS[preset])
+    cls = kwargs.pop("cls")
+    kwargs.update(overrides)
+    return cls(**kwargs)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (all, or only those that require gradients)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def _fmt_millions(n: int) -> str:
+    return f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n:,}"
+
+
+def describe(module: nn.Module) -> str:
+    """One-line summary: class, backbone, parameter count."""
+    name = getattr(module, "backbone_name", module.__class__.__name__)
+    return f"{module.__class__.__name__}({name}) with {_fmt_millions(count_parameters(module))} parameters"

