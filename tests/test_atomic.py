@@ -1,6 +1,8 @@
 """Atomic writes: readers see the old file or the new one, never a torn one."""
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -23,3 +25,12 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
             raise RuntimeError("killed mid-write")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.txt"]
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

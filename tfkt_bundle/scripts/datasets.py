@@ -634,6 +634,17 @@ def _check_items(items: Any, where: str) -> list[dict]:
     return items
 
 
+def make_split(items: Sequence[dict], val_fraction: float = 0.1, n_folds: int | None = None, fold: int = 0,
+               seed: int = 0, group_key: str | None = None) -> tuple[list[dict], list[dict]]:
+    """One entry for configs: fold ``fold`` of a k-fold split when ``n_folds`` is set, else a hold-out.
+
+    The hold-out keeps ``val_fraction`` of the data for validation (the published recipe: 900/100).
+    """
+    if n_folds:
+        return kfold(items, n_folds=n_folds, fold=fold, seed=seed, group_key=group_key)
+    return split_train_val(items, val_fraction=val_fraction, seed=seed, group_key=group_key)
+
+
 def write_datalist(items: Sequence[dict] | Mapping[str, Sequence[dict]], path: str | os.PathLike) -> Path:
     """Write items (a list, or sections such as ``{"training": [...], "validation": [...]}``) as JSON atomically.
 
