@@ -131,3 +131,48 @@ def load_checkpoint(network: nn.Module, path: str | os.PathLike, strict: bool = 
     else:
         load_into(network, state, source=str(path))
     return network
+
+
+INIT_MODES = ("auto", "pretrained", "imagenet", "scratch")
+
+
+def initialise(
+    network: nn.Module, mode: str = "auto", pretrained: str | os.PathLike | None = None,
+    imagenet: str | os.PathLike | None = None,
+) -> str:
+    """Set a network's starting weights for training and say in the log where they came from.
+
+    Args:
+        network: the freshly built network.
+        mode: "pretrained" (the natural-image IQA checkpoint, required), "imagenet" (backbone only), "scratch", or
+            "auto": the pre-trained checkpoint if the file exists, else ImageNet where local weights exist, else
+            scratch.
+        pretrained: path of the pre-trained checkpoint (the pre-training workflow's ``model.pt``).
+        imagenet: ImageNet weights file for the backbone; None uses the bundled lite0 file where it applies.
+
+    Returns:
+        The mode actually used.
+    """
+    if mode not in INIT_MODES:
+        raise ValueError(f"init must be one of {INIT_MODES}, got {mode!r}")
+    if mode == "auto":
+        mode = _auto_mode(network, pretrained, imagenet)
+    if mode == "pretrained":
+        if pretrained is None:
+            raise FileNotFoundError("init 'pretrained' needs the pre-trained checkpoint path")
+        load_checkpoint(network, pretrained)
+        logger.info("starting from the pre-trained checkpoint %s", pretrained)
+    elif mode == "imagenet":
+        load_imagenet_backbone(network, imagenet)
+        logger.info("starting from ImageNet weights for the backbone (%s)", imagenet or "bundled lite0 file")
+    else:
+        logger.info("starting from random initialisation")
+    return mode
+
+
+def _auto_mode(network: nn.Module, pretrained, imagenet) -> str:
+    if pretrained is not None and Path(pretrained).is_file():
+        return "pretrained"
+    if imagenet is not None or getattr(network, "backbone_name", None) == "tf_efficientnet_lite0":
+        return "imagenet"
+    return "scratch"

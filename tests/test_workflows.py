@@ -1,0 +1,201 @@
+"""Bundle workflows end to end on tiny data with the tiny network: pre-train, fine-tune, resume, evaluate, infer."""
+
+import csv
+import json
+import logging
+
+import mlflow
+import pytest
+import torch
+from ignite.engine import Events
+from monai.bundle import create_workflow
+from scipy import stats
+
+from conftest import BUNDLE_ROOT
+
+pytestmark = pytest.mark.slow
+
+TINY = {"network_preset": "hybrid_tiny", "batch_size": 4, "max_shift": 2, "n_boot": 50}
+
+
+@pytest.fixture(autouse=True)
+def _bundle_cwd(monkeypatch):
+    # Bundle configs resolve "configs/..." and bundle_root "." from the bundle folder, as the model zoo's do.
+    monkeypatch.chdir(BUNDLE_ROOT)
+
+
+def _workflow(config: str, run_id: str, **overrides):
+    return create_workflow(
+        # logging_file=False: the bundle's logging.conf would replace pytest's log capture on the root logger.
+        config_file=f"configs/{config}", meta_file="configs/metadata.json", logging_file=False,
+        run_id=run_id, **overrides,
+    )
+
+
+def _run(config: str, run_id: str, **overrides) -> None:
+    workflow = _workflow(config, run_id, **overrides)
+    workflow.run()
+    workflow.finalize()
+
+
+def _dirs(tmp_path) -> dict:
+    return {"ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
+
+
+def _finetune(tmp_path, data, **overrides) -> dict:
+    args = {**TINY, **_dirs(tmp_path), "dataset_dir": str(data["train"]), "max_epochs": 2, "val_fraction": 0.25}
+    args.update(overrides)
+    _run("train.json", "training", **args)
+    return args
+
+
+def _mlflow_runs(tmp_path):
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/eval/mlruns.db")
+    experiment = client.get_experiment_by_name("tfkt_bundle")
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def test_pretrain_then_finetune_starts_from_the_pretrained_weights(tmp_path, tiny_ct_data, tiny_natural_data, caplog):
+    _run("pretrain.json", "pretraining", **TINY, **_dirs(tmp_path), dataset_dir=str(tiny_natural_data),
+         crop_size=[32, 32], max_epochs=1, val_fraction=0.25, use_mlflow=False)
+    pretrained = torch.load(tmp_path / "models" / "pretrained.pt", weights_only=True)
+    with caplog.at_level(logging.INFO):
+        workflow = _workflow("train.json", "training", **TINY, **_dirs(tmp_path), dataset_dir=str(tiny_ct_data["train"]))
+    assert "starting from the pre-trained checkpoint" in caplog.text
+    network = workflow.parser.get_parsed_content("network_def")
+    for name, tensor in network.state_dict().items():
+        assert torch.equal(tensor, pretrained[name]), name
+
+
+def test_finetune_writes_best_model_reports_and_mlflow_run(tmp_path, tiny_ct_data):
+    _finetune(tmp_path, tiny_ct_data)
+    best = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert "head.fc.weight" in best  # a plain state dict, loadable by inference, Deploy and Label
+    last = torch.load(tmp_path / "eval" / "finetune" / "last.pt", weights_only=True)
+    assert last["trainer"]["iteration"] == 2 * last["trainer"]["epoch_length"]
+    assert set(last) == {"model", "optimizer", "lr_scheduler", "trainer", "best_saver"}
+    rows = list(csv.DictReader(open(tmp_path / "eval" / "finetune" / "val_predictions.csv")))
+    assert len(rows) == 6 and {"name", "prediction", "label"} <= set(rows[0])
+    client, runs = _mlflow_runs(tmp_path)
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith("finetune_")
+    assert len(client.get_metric_history(run.info.run_id, "val_score")) == 2
+    assert run.data.params["stage"] == "finetune" and run.data.params["network_preset"] == "hybrid_tiny"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model.pt", "run_config.json", "val_predictions.csv"} <= artifacts
+    record = json.loads((tmp_path / "eval" / "finetune" / "run_config.json").read_text())
+    assert record["config"]["network_preset"] == "hybrid_tiny"  # the command-line override, not the file's value
+    assert record["config"]["train"]["trainer"]["_target_"] == "SupervisedTrainer"  # macros expanded
+
+
+def test_resume_continues_after_an_interrupted_run(tmp_path, tiny_ct_data):
+    args = {**TINY, **_dirs(tmp_path), "dataset_dir": str(tiny_ct_data["train"]), "max_epochs": 4,
+            "val_fraction": 0.25, "use_mlflow": False}
+    workflow = _workflow("train.json", "training", **args)
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+
+    def crash(engine):
+        raise RuntimeError("power cut")
+
+    trainer.add_event_handler(Events.EPOCH_STARTED(once=3), crash)
+    with pytest.raises(RuntimeError, match="Failed to evaluate"):  # the runner wraps the handler's error
+        workflow.run()
+    saved = torch.load(tmp_path / "eval" / "finetune" / "last.pt", weights_only=True)
+    assert saved["trainer"]["iteration"] == 2 * saved["trainer"]["epoch_length"]
+
+    resumed = _workflow("train.json", "training", **args, resume=True)
+    trainer = resumed.parser.get_parsed_content("train#trainer")
+    assert trainer.state.epoch == 2  # restored before running
+    started = []
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: started.append(e.state.epoch))
+    resumed.run()
+    assert started == [3, 4]
+    optimizer = resumed.parser.get_parsed_content("optimizer")
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine schedule ran to its end
+    final = torch.load(tmp_path / "eval" / "finetune" / "last.pt", weights_only=True)["trainer"]
+    assert final["iteration"] == 4 * final["epoch_length"]
+
+
+def test_evaluate_numbers_match_scipy_on_its_own_predictions(tmp_path, tiny_ct_data):
+    _finetune(tmp_path, tiny_ct_data, use_mlflow=False)
+    _run("evaluate.json", "evaluating", **TINY, **_dirs(tmp_path), dataset_dir=str(tiny_ct_data["test"]))
+    out = tmp_path / "eval" / "evaluate"
+    rows = list(csv.DictReader(open(out / "test_predictions.csv")))
+    assert sorted(r["name"] for r in rows) == [f"test{i:03d}.tiff" for i in range(10)]
+    pred = [float(r["prediction"]) for r in rows]
+    label = [float(r["label"]) for r in rows]
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    assert metrics["plcc"] == pytest.approx(stats.pearsonr(pred, label)[0], abs=1e-9)
+    assert metrics["srocc"] == pytest.approx(stats.spearmanr(pred, label)[0], abs=1e-9)
+    assert metrics["krocc"] == pytest.approx(stats.kendalltau(pred, label)[0], abs=1e-9)
+    assert (out / "test_scatter.png").stat().st_size > 10_000
+
+
+def test_evaluate_without_a_checkpoint_names_the_missing_file(tmp_path, tiny_ct_data):
+    with pytest.raises(Exception) as err:
+        _workflow("evaluate.json", "evaluating", **TINY, **_dirs(tmp_path), dataset_dir=str(tiny_ct_data["test"]))
+    assert "model.pt" in repr(err.value) or "model.pt" in repr(err.value.__cause__)
+
+
+def test_tracking_failure_warns_and_training_goes_on(tmp_path, tiny_ct_data, caplog):
+    with caplog.at_level(logging.WARNING):
+        _finetune(tmp_path, tiny_ct_data, max_epochs=1, tracking_uri=f"file://{tmp_path}/mlruns")
+    assert "MLflow tracking switched off" in caplog.text
+    assert (tmp_path / "models" / "model.pt").is_file()
+
+
+def test_inference_scores_every_slice_of_a_folder(tmp_path, tiny_ct_data):
+    _finetune(tmp_path, tiny_ct_data, max_epochs=1, use_mlflow=False)
+    out = tmp_path / "inference"
+    _run("inference.json", "run", network_preset="hybrid_tiny", ckpt_dir=str(tmp_path / "models"),
+         output_dir=str(out), dataset_dir=str(tiny_ct_data["test"]))
+    rows = list(csv.DictReader(open(out / "slice_predictions.csv")))
+    assert len(rows) == 10
+    assert all(0.0 <= float(r["prediction"]) <= 4.0 for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["n_slices"] for s in summary["sources"]] == [1] * 10  # one image file per source
+
+
+def test_inference_on_the_shared_dicom_series(tmp_path, tiny_ct_data, shared_ct_series):
+    _finetune(tmp_path, tiny_ct_data, max_epochs=1, use_mlflow=False)
+    out = tmp_path / "inference"
+    _run("inference.json", "run", network_preset="hybrid_tiny", ckpt_dir=str(tmp_path / "models"),
+         output_dir=str(out), dataset_dir=str(shared_ct_series))
+    rows = list(csv.DictReader(open(out / "slice_predictions.csv")))
+    assert len(rows) == 20
+    z = [float(r["z"]) for r in rows]
+    assert z == sorted(z)
+    summary = json.loads((out / "summary.json").read_text())["sources"]
+    assert len(summary) == 1 and summary[0]["n_slices"] == 20
+
+
+def test_rescore_command_reproduces_the_published_numbers(shared_reference_predictions):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "monai.bundle", "run", "evaluating", "--config_file", "configs/evaluate.json",
+               "--predictions_csv", str(shared_reference_predictions), "--label_column", "radiologist_score",
+               "--prediction_column", "tfkt_v2_prediction", "--use_mlflow", "False", "--n_boot", "100"]
+    done = subprocess.run(command, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for line in ("PLCC  0.9462", "SROCC 0.9440", "KROCC 0.8074", "score 2.6976"):
+        assert line in done.stdout
+
+
+def test_runner_tracking_flag_logs_each_metric_once(tmp_path, tiny_ct_data):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", "configs/train.json",
+               "--tracking", "mlflow", "--dataset_dir", str(tiny_ct_data["train"]), "--max_epochs", "2",
+               "--val_fraction", "0.25", "--ckpt_dir", str(tmp_path / "models"), "--output_dir",
+               str(tmp_path / "eval")] + [f"--{k}={v}" for k, v in TINY.items()]
+    done = subprocess.run(command, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client, runs = _mlflow_runs(tmp_path)
+    assert len(runs) == 1
+    history = client.get_metric_history(runs[0].info.run_id, "val_score")
+    assert [m.step for m in history] == [1, 2]
+    assert "run_config.json" in {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert len(list((tmp_path / "eval").glob("config_*.json"))) == 1  # the runner's executed-config record
