@@ -29,8 +29,8 @@ SHARED_SERIES = REPO.parent / "shared" / "data" / "ct_series_abdomen"
 
 # Small on purpose: minutes on a laptop CPU; the configs' own defaults are the full-size recipe.
 DEMO_SETTINGS = {
-    "pretrain": ["--max_epochs", "4", "--batch_size", "16", "--group_key", "group"],
-    "train": ["--max_epochs", "10", "--batch_size", "8", "--early_stop_patience", "10"],
+    "pretrain": ["--max_epochs", "3", "--batch_size", "16"],
+    "train": ["--max_epochs", "6", "--batch_size", "8"],
 }
 
 
