@@ -77,17 +77,17 @@ def tiny_ct_data(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_natural_data(tmp_path_factory) -> Path:
-    """A generic-CSV natural IQA set: 20 RGB PNGs of 40x40 and scores.csv (image,score on 0-4)."""
+    """A generic-CSV natural IQA set: 20 RGB PNGs of 40x40 and scores.csv (image,score on 0-4, group = picture)."""
     import numpy as np
     from PIL import Image
 
     root = tmp_path_factory.mktemp("tiny_natural")
     rng = np.random.default_rng(1)
-    lines = ["image,score"]
+    lines = ["image,score,group"]
     for i in range(20):
         score = round(float(i % 5), 1)
         grey = _noise_image(rng, score, 40)
         Image.fromarray((np.stack([grey] * 3, -1) * 255).astype(np.uint8)).save(root / f"img{i:02d}.png")
-        lines.append(f"img{i:02d}.png,{score}")
+        lines.append(f"img{i:02d}.png,{score},pic{i // 5}")
     (root / "scores.csv").write_text("\n".join(lines) + "\n")
     return root / "scores.csv"

@@ -24,15 +24,16 @@ def _bundle_cwd(monkeypatch):
     monkeypatch.chdir(BUNDLE_ROOT)
 
 
-def _workflow(config: str, run_id: str, **overrides):
+def _workflow(config: str | list, run_id: str, **overrides):
+    files = [f"configs/{name}" for name in ([config] if isinstance(config, str) else config)]
     return create_workflow(
         # logging_file=False: the bundle's logging.conf would replace pytest's log capture on the root logger.
-        config_file=f"configs/{config}", meta_file="configs/metadata.json", logging_file=False,
+        config_file=files, meta_file="configs/metadata.json", logging_file=False,
         run_id=run_id, **overrides,
     )
 
 
-def _run(config: str, run_id: str, **overrides) -> None:
+def _run(config: str | list, run_id: str, **overrides) -> None:
     workflow = _workflow(config, run_id, **overrides)
     workflow.run()
     workflow.finalize()
@@ -56,7 +57,7 @@ def _mlflow_runs(tmp_path):
 
 
 def test_pretrain_then_finetune_starts_from_the_pretrained_weights(tmp_path, tiny_ct_data, tiny_natural_data, caplog):
-    _run("pretrain.json", "pretraining", **TINY, **_dirs(tmp_path), dataset_dir=str(tiny_natural_data),
+    _run(["train.json", "pretrain.json"], "pretraining", **TINY, **_dirs(tmp_path), dataset_dir=str(tiny_natural_data),
          crop_size=[32, 32], max_epochs=1, val_fraction=0.25, use_mlflow=False)
     pretrained = torch.load(tmp_path / "models" / "pretrained.pt", weights_only=True)
     with caplog.at_level(logging.INFO):
@@ -199,3 +200,35 @@ def test_runner_tracking_flag_logs_each_metric_once(tmp_path, tiny_ct_data):
     assert [m.step for m in history] == [1, 2]
     assert "run_config.json" in {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert len(list((tmp_path / "eval").glob("config_*.json"))) == 1  # the runner's executed-config record
+
+
+def test_bundle_properties_and_nested_overrides(tmp_path, tiny_ct_data):
+    """MONAI Label, Deploy and FL find the standard ids; nested ids override from the command line."""
+    train = _workflow("train.json", "training", **TINY, **_dirs(tmp_path), dataset_dir=str(tiny_ct_data["train"]),
+                      workflow_type="train", **{"train#dataloader#num_workers": 0, "train#trainer#max_epochs": 3})
+    assert train.check_properties() == []
+    assert train.parser.get_parsed_content("train#trainer").state.max_epochs == 3
+    torch.save(train.parser.get_parsed_content("network_def").state_dict(), tmp_path / "tiny.pt")
+    infer = _workflow("inference.json", "run", network_preset="hybrid_tiny", workflow_type="infer",
+                      dataset_dir=str(tiny_ct_data["test"]), ckpt_path=str(tmp_path / "tiny.pt"))
+    assert infer.check_properties() == []
+
+
+def test_multi_gpu_override_trains_with_two_processes(tmp_path, tiny_ct_data):
+    """configs/multi_gpu_train.json under torchrun; on a CPU machine DDP runs over gloo."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
+               "-m", "monai.bundle", "run", "training", "--config_file",
+               "['configs/train.json','configs/multi_gpu_train.json']", "--dataset_dir", str(tiny_ct_data["train"]),
+               "--max_epochs", "2", "--val_fraction", "0.25", "--use_mlflow", "False",
+               "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "eval")]
+    command += [f"--{k}={v}" for k, v in TINY.items()]
+    done = subprocess.run(command, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    best = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert not any(key.startswith("module.") for key in best)  # loadable without DDP
+    last = torch.load(tmp_path / "eval" / "finetune" / "last.pt", weights_only=True)
+    # 18 training items over 2 ranks at batch 4, incomplete batches dropped: 2 iterations per rank per epoch.
+    assert last["trainer"]["epoch_length"] == 2 and last["trainer"]["iteration"] == 4

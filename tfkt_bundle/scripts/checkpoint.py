@@ -65,10 +65,15 @@ class LastCheckpoint:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        state = {name: obj.state_dict() for name, obj in self.save_dict.items()}
+        state = {name: _unwrap(obj).state_dict() for name, obj in self.save_dict.items()}
         with atomic_path(self.path) as tmp:
             torch.save(state, tmp)
         logger.info("saved resumable checkpoint of epoch %d to %s", engine.state.epoch, self.path)
+
+
+def _unwrap(obj: Any) -> Any:
+    """The module inside (Distributed)DataParallel, so that checkpoints load with or without it."""
+    return obj.module if isinstance(obj, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)) else obj
 
 
 def resume_requested(resume: bool, path: str) -> bool:

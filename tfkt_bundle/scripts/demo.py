@@ -2,7 +2,7 @@
 
 1. build the demo data (natural images with graded distortions; real CT slices from pydicom-data degraded by the
    low-dose simulator, in the LDCTIQAC layout; scores are synthetic, see scripts/demo_data.py),
-2. pre-train on the natural set (configs/pretrain.json),
+2. pre-train on the natural set (configs/pretrain.json over configs/train.json),
 3. fine-tune on the CT set (configs/train.json), starting from the pre-trained checkpoint,
 4. evaluate on the held-out CT set (configs/evaluate.json),
 5. score a series slice by slice (configs/inference.json): the shared abdomen DICOM series when ../shared is
@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.rebuild or not (data / "ct_test" / "test.json").is_file():
         subprocess.run([sys.executable, "-m", "scripts.demo_data", "--out", str(data)], cwd=BUNDLE, check=True)
-    _run(["pretraining", "--config_file", "configs/pretrain.json", "--dataset_dir", str(data / "natural" / "scores.csv"),
-          *DEMO_SETTINGS["pretrain"]])
+    _run(["pretraining", "--config_file", "['configs/train.json','configs/pretrain.json']",
+          "--dataset_dir", str(data / "natural" / "scores.csv"), *DEMO_SETTINGS["pretrain"]])
     _run(["training", "--config_file", "configs/train.json", "--dataset_dir", str(data / "ct_train"),
           *DEMO_SETTINGS["train"]])
     _run(["evaluating", "--config_file", "configs/evaluate.json", "--dataset_dir", str(data / "ct_test")])

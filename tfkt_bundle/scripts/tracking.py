@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
@@ -76,9 +76,9 @@ class SafeMLFlowHandler(MLFlowHandler):
             super().epoch_completed(engine)
 
 
-def write_run_config(path: str, params: Mapping[str, Any], config_file: str | None = None) -> str:
-    """Write the run's configuration as JSON (atomic): the effective parameters and, if given, the config file
-    with its ``%`` macros expanded and those parameters' effective values (command-line overrides included) in
+def write_run_config(path: str, params: Mapping[str, Any], config_file: str | Sequence[str] | None = None) -> str:
+    """Write the run's configuration as JSON (atomic): the effective parameters and, if given, the config file(s)
+    merged, with ``%`` macros expanded and those parameters' effective values (command-line overrides included) in
     place. Logged to MLflow as an artifact, so a run can be repeated from its record alone.
     """
     record: dict[str, Any] = {"params": _jsonable(params)}
