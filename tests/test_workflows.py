@@ -158,6 +158,24 @@ def test_inference_scores_every_slice_of_a_folder(tmp_path, tiny_ct_data):
     assert [s["n_slices"] for s in summary["sources"]] == [1] * 10  # one image file per source
 
 
+def test_inference_on_a_nifti_volume(tmp_path, tiny_ct_data):
+    import nibabel as nib
+    import numpy as np
+    import tifffile
+
+    _finetune(tmp_path, tiny_ct_data, max_epochs=1, use_mlflow=False)
+    slices = [tifffile.imread(p) for p in sorted(tiny_ct_data["test"].glob("*.tiff"))]
+    hu = np.stack(slices, axis=-1) * 1400.0 - 1000.0  # back from the [-1000, 400] window
+    nib.save(nib.Nifti1Image(hu.astype(np.float32), np.eye(4)), tmp_path / "volume.nii.gz")
+    out = tmp_path / "inference"
+    _run("inference.json", "run", network_preset="hybrid_tiny", ckpt_dir=str(tmp_path / "models"),
+         output_dir=str(out), dataset_dir=str(tmp_path / "volume.nii.gz"))
+    rows = list(csv.DictReader(open(out / "slice_predictions.csv")))
+    assert [int(float(r["slice_index"])) for r in rows] == list(range(10))
+    summary = json.loads((out / "summary.json").read_text())["sources"]
+    assert len(summary) == 1 and summary[0]["n_slices"] == 10
+
+
 def test_inference_on_the_shared_dicom_series(tmp_path, tiny_ct_data, shared_ct_series):
     _finetune(tmp_path, tiny_ct_data, max_epochs=1, use_mlflow=False)
     out = tmp_path / "inference"
