@@ -15,7 +15,6 @@ are small so that the demo ends in minutes on a 2-core CPU; README says what a f
 from __future__ import annotations
 
 import argparse
-import shlex
 import subprocess
 import sys
 import time
@@ -36,7 +35,8 @@ DEMO_SETTINGS = {
 
 def _run(args: list[str]) -> None:
     command = [sys.executable, "-m", "monai.bundle", "run", *args]
-    print(f"\n$ cd {BUNDLE.relative_to(REPO)} && python -m monai.bundle run {shlex.join(args)}", flush=True)
+    shown = " ".join(f'"{a}"' if any(c in a for c in " []'") else a for a in args)
+    print(f"\n$ cd {BUNDLE.relative_to(REPO)} && python -m monai.bundle run {shown}", flush=True)
     start = time.perf_counter()
     subprocess.run(command, cwd=BUNDLE, check=True)
     print(f"  ... done in {time.perf_counter() - start:.0f} s", flush=True)
