@@ -51,8 +51,9 @@ def _demo_volume(ct_test: Path, out: Path) -> Path:
     from scripts.transforms import window_to_hu
 
     items = read_ldctiqac(ct_test)
-    # Slice k of the volume is the k-th held-out image; axis order (x, y, z) with a 1 mm grid.
-    volume = np.stack([window_to_hu(read_image_file(item["image"])).T for item in items], axis=-1)
+    # Slice k is the k-th held-out image on a 1 mm RAS grid (array axes x, y, z): reversing rows and columns and
+    # transposing puts it in the radiological display layout in which scripts.series reads NIfTI slices back.
+    volume = np.stack([window_to_hu(read_image_file(item["image"]))[::-1, ::-1].T for item in items], axis=-1)
     nib.save(nib.Nifti1Image(volume.astype(np.float32), np.eye(4)), out)
     return out
 
