@@ -3,7 +3,3 @@
 Imported the MONAI way (bundle root on ``sys.path``, ``"$import scripts"`` in configs) and by the tests.
 Submodules are imported lazily by their users so that ``import scripts`` stays cheap.
 """
-
-from pathlib import Path
-
-BUNDLE_ROOT = Path(__file__).resolve().parent.parent

@@ -25,7 +25,7 @@ import timm
 import torch
 from torch import nn
 
-__all__ = ["SpatialHybridIQA", "TFKTV2Net", "PRESETS", "create_network", "count_parameters", "describe"]
+__all__ = ["SpatialHybridIQA", "TFKTV2Net", "PRESETS", "create_network", "count_parameters"]
 
 
 class _ScoreHead(nn.Module):
@@ -228,13 +228,3 @@ def create_network(preset: str = "hybrid_lite0", **overrides: Any) -> nn.Module:
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (all, or only those that require gradients)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
-def _fmt_millions(n: int) -> str:
-    return f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n:,}"
-
-
-def describe(module: nn.Module) -> str:
-    """One-line summary: class, backbone, parameter count."""
-    name = getattr(module, "backbone_name", module.__class__.__name__)
-    return f"{module.__class__.__name__}({name}) with {_fmt_millions(count_parameters(module))} parameters"
