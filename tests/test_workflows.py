@@ -250,3 +250,13 @@ def test_multi_gpu_override_trains_with_two_processes(tmp_path, tiny_ct_data):
     last = torch.load(tmp_path / "eval" / "finetune" / "last.pt", weights_only=True)
     # 18 training items over 2 ranks at batch 4, incomplete batches dropped: 2 iterations per rank per epoch.
     assert last["trainer"]["epoch_length"] == 2 and last["trainer"]["iteration"] == 4
+
+
+def test_training_is_deterministic_on_cpu(tmp_path, tiny_ct_data):
+    weights = []
+    for run in ("a", "b"):
+        _finetune(tmp_path / run, tiny_ct_data, max_epochs=1, use_mlflow=False)
+        weights.append(torch.load(tmp_path / run / "eval" / "finetune" / "last.pt", weights_only=True)["model"])
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
