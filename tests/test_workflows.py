@@ -60,6 +60,8 @@ def test_pretrain_then_finetune_starts_from_the_pretrained_weights(tmp_path, tin
     _run(["train.json", "pretrain.json"], "pretraining", **TINY, **_dirs(tmp_path), dataset_dir=str(tiny_natural_data),
          crop_size=[32, 32], max_epochs=1, val_fraction=0.25, use_mlflow=False)
     pretrained = torch.load(tmp_path / "models" / "pretrained.pt", weights_only=True)
+    params = json.loads((tmp_path / "eval" / "pretrain" / "run_config.json").read_text())["params"]
+    assert params["stage"] == "pretrain" and params["dataset_kind"] == "csv" and params["crop_size"] == [32, 32]
     with caplog.at_level(logging.INFO):
         workflow = _workflow("train.json", "training", **TINY, **_dirs(tmp_path), dataset_dir=str(tiny_ct_data["train"]))
     assert "starting from the pre-trained checkpoint" in caplog.text
@@ -163,9 +165,11 @@ def test_inference_on_a_nifti_volume(tmp_path, tiny_ct_data):
     import numpy as np
     import tifffile
 
+    from scripts.transforms import window_to_hu
+
     _finetune(tmp_path, tiny_ct_data, max_epochs=1, use_mlflow=False)
     slices = [tifffile.imread(p) for p in sorted(tiny_ct_data["test"].glob("*.tiff"))]
-    hu = np.stack(slices, axis=-1) * 1400.0 - 1000.0  # back from the [-1000, 400] window
+    hu = window_to_hu(np.stack(slices, axis=-1))
     nib.save(nib.Nifti1Image(hu.astype(np.float32), np.eye(4)), tmp_path / "volume.nii.gz")
     out = tmp_path / "inference"
     _run("inference.json", "run", network_preset="hybrid_tiny", ckpt_dir=str(tmp_path / "models"),

@@ -83,9 +83,8 @@ def resume_requested(resume: bool, path: str) -> bool:
     if not os.path.isfile(path):
         logger.warning("resume requested but %s does not exist: starting from epoch 1", path)
         return False
-    trainer = torch.load(path, map_location="cpu", weights_only=True).get("trainer", {})
-    epoch = trainer.get("iteration", 0) // max(trainer.get("epoch_length") or 1, 1)  # ignite saves iterations
-    logger.info("resuming from %s (completed epoch %d)", path, epoch)
+    # The loader reads the file next and ignite logs the epoch it resumes from; reading it here too would double I/O.
+    logger.info("resuming from %s", path)
     return True
 
 

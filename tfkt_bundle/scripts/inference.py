@@ -29,14 +29,14 @@ def _inputs_of(path: Path) -> list[Path]:
 
 
 def _item(array: np.ndarray, info: dict, index: int) -> dict:
-    item = {"image": torch.from_numpy(np.ascontiguousarray(array))[None], "name": _slice_name(info, index)}
-    for key in ID_KEYS:
+    item = {"image": torch.from_numpy(np.ascontiguousarray(array))[None], "name": _slice_name(info, index),
+            "series": _series_key(info)}
+    for key in ID_KEYS[1:]:  # "series" is derived above; the rest come from the slice's info
         value = info.get(key)
         if key in ("z", "slice_index", "instance_number"):
             item[key] = float("nan") if value is None else float(value)
         else:
             item[key] = "" if value is None else str(value)
-    item["series"] = _series_key(info)
     return item
 
 
@@ -101,7 +101,6 @@ def summarize_sources(rows: Sequence[dict], threshold: float = 2.0) -> list[dict
                     "min_score": float(arr.min()), "max_score": float(arr.max()),
                     f"fraction_below_{threshold:g}": float(np.mean(arr < threshold))})
     return out
-
 
 
 def write_summary(predictions_csv: str | os.PathLike, summary_json: str | os.PathLike,
