@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tfkt_bundle"))
 
-from scripts.networks import PRESETS, count_parameters, create_network  # noqa: E402
+from scripts.nets.networks import PRESETS, count_parameters, create_network  # noqa: E402
 
 
 def slices_per_second(preset: str, size: int, batch: int, seconds: float, device: torch.device) -> float:

@@ -34,11 +34,17 @@ from skimage.filters import threshold_otsu
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tfkt_bundle"))
 
-from scripts.series import find_dicom_series, iter_series_slices, read_image_file  # noqa: E402
-from scripts.transforms import DEFAULT_WINDOW_HU, window_from_center_width, window_hu  # noqa: E402
+from scripts.ctio.dicom import find_dicom_series, iter_series_slices  # noqa: E402
+from scripts.ctio.images import read_image_file  # noqa: E402
+from scripts.ctio.window import (  # noqa: E402
+    DEFAULT_HU_WINDOW,
+    apply_hu_window,
+    hu_window_from_level_width,
+    invert_hu_window,
+)
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
-SOFT_TISSUE_WINDOW_HU = window_from_center_width(40, 350)
+SOFT_TISSUE_WINDOW_HU = hu_window_from_level_width(40, 350)
 BODY_THRESHOLD_HU = -500.0  # between air (-1000) and fat (-100): the body outline in HU, whatever the window
 BINS = np.linspace(0.0, 1.0, 101)
 CLIP_EPS = 1e-3
@@ -98,10 +104,6 @@ def distances(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(wasserstein_distance(a, b)), float(jensenshannon(hist_a, hist_b, base=2))
 
 
-def to_hu(value: float, window: tuple[float, float]) -> float:
-    return window[0] + value * (window[1] - window[0])
-
-
 def print_row(name: str, stats: dict[str, float], dist: tuple[float, float] | None = None) -> None:
     tail = f"  W1 {dist[0]:.4f}  JS {dist[1]:.3f}" if dist else ""
     print(
@@ -127,23 +129,29 @@ def main(argv: list[str] | None = None) -> int:
     pooled = np.concatenate(list(ldct.values()))
     less_noisy = np.concatenate([v for name, v in ldct.items() if scores.get(name, 0) >= 3])
     hu_fat, hu_soft = two_peaks((np.clip(hu, -300, 300) + 300) / 600)
-    print(f"DICOM series: {len(slices)} slices, {hu.size} in-body pixels; HU peaks: fat {hu_fat * 600 - 300:.0f}, "
-          f"soft tissue {hu_soft * 600 - 300:.0f} (bin 6 HU)")
+    print(
+        f"DICOM series: {len(slices)} slices, {hu.size} in-body pixels; HU peaks: fat {hu_fat * 600 - 300:.0f}, "
+        f"soft tissue {hu_soft * 600 - 300:.0f} (bin 6 HU)"
+    )
     print(f"LDCTIQAC samples: {len(ldct)} images, {pooled.size} in-body pixels ({less_noisy.size} with score >= 3)\n")
 
-    windows = {"default": tuple(DEFAULT_WINDOW_HU), "soft tissue L40/W350": SOFT_TISSUE_WINDOW_HU}
+    windows = {"default": tuple(DEFAULT_HU_WINDOW), "soft tissue L40/W350": SOFT_TISSUE_WINDOW_HU}
     for label, window in windows.items():
-        windowed = window_hu(hu, *window)
+        windowed = apply_hu_window(hu, window)
         print_row(f"DICOM, {label} {list(window)}", describe(windowed), distances(windowed, pooled))
     print_row("LDCTIQAC, all 10", describe(pooled))
     print_row("LDCTIQAC, score >= 3 (less noise)", describe(less_noisy))
 
     stats = describe(pooled)
-    print("\nHU the LDCTIQAC peaks would have under each window (DICOM series, same anatomy type: "
-          f"fat {hu_fat * 600 - 300:.0f}, soft tissue {hu_soft * 600 - 300:.0f}):")
+    print(
+        "\nHU the LDCTIQAC peaks would have under each window (DICOM series, same anatomy type: "
+        f"fat {hu_fat * 600 - 300:.0f}, soft tissue {hu_soft * 600 - 300:.0f}):"
+    )
     for label, window in windows.items():
-        print(f"  {label:<22} fat {to_hu(stats['fat_peak'], window):6.0f} HU   "
-              f"soft tissue {to_hu(stats['soft_peak'], window):6.0f} HU")
+        print(
+            f"  {label:<22} fat {float(invert_hu_window(stats['fat_peak'], window)):6.0f} HU   "
+            f"soft tissue {float(invert_hu_window(stats['soft_peak'], window)):6.0f} HU"
+        )
     print("\nW1/JS: distance of the windowed DICOM in-body histogram to the pooled LDCTIQAC one (lower = closer).")
     return 0
 

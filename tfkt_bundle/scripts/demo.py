@@ -46,16 +46,28 @@ def _demo_volume(ct_test: Path, out: Path) -> Path:
     """A NIfTI volume (HU) stacked from the held-out demo slices, so the series path runs without ../shared."""
     import nibabel as nib
 
-    from scripts.datasets import read_ldctiqac
-    from scripts.series import read_image_file
-    from scripts.transforms import window_to_hu
+    from scripts.ctio.images import read_image_file
+    from scripts.ctio.window import invert_hu_window
+    from scripts.data.datasets import read_ldctiqac
 
     items = read_ldctiqac(ct_test)
     # Slice k is the k-th held-out image on a 1 mm RAS grid (array axes x, y, z): reversing rows and columns and
-    # transposing puts it in the radiological display layout in which scripts.series reads NIfTI slices back.
-    volume = np.stack([window_to_hu(read_image_file(item["image"]))[::-1, ::-1].T for item in items], axis=-1)
+    # transposing puts it in the radiological display layout in which scripts.ctio.nifti reads NIfTI slices back.
+    volume = np.stack([invert_hu_window(read_image_file(item["image"]))[::-1, ::-1].T for item in items], axis=-1)
     nib.save(nib.Nifti1Image(volume.astype(np.float32), np.eye(4)), out)
     return out
+
+
+def _bundle_paths() -> dict[str, Path]:
+    """Where the workflows wrote their files, read from train.json (the one place that names them)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "train.json"))
+    parser["bundle_root"] = str(BUNDLE)
+    return {
+        key: Path(parser.get_parsed_content(key)).resolve() for key in ("model_path", "pretrained_path", "output_dir")
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,27 +79,54 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
 
     if args.rebuild or not (data / "ct_test" / "test.json").is_file():
-        subprocess.run([sys.executable, "-m", "scripts.demo_data", "--out", str(data)], cwd=BUNDLE, check=True)
-    _run(["pretraining", "--config_file", "['configs/train.json','configs/pretrain.json']",
-          "--dataset_dir", str(data / "natural" / "scores.csv"), *DEMO_SETTINGS["pretrain"]])
-    _run(["training", "--config_file", "configs/train.json", "--dataset_dir", str(data / "ct_train"),
-          *DEMO_SETTINGS["train"]])
-    _run(["evaluating", "--config_file", "configs/evaluate.json", "--dataset_dir", str(data / "ct_test")])
+        subprocess.run(
+            [sys.executable, "-m", "scripts.synthesis.demo_data", "--out", str(data)], cwd=BUNDLE, check=True
+        )
+    _run(
+        [
+            "pretraining",
+            "--config_file",
+            "['configs/train.json','configs/pretrain.json']",
+            "--dataset_dir",
+            str(data / "natural" / "scores.csv"),
+            *DEMO_SETTINGS["pretrain"],
+        ]
+    )
+    _run(
+        [
+            "training",
+            "--config_file",
+            "configs/train.json",
+            "--dataset_dir",
+            str(data / "ct_train"),
+            *DEMO_SETTINGS["train"],
+        ]
+    )
+    _run(
+        [
+            "evaluating",
+            "--config_file",
+            "['configs/train.json','configs/evaluate.json']",
+            "--dataset_dir",
+            str(data / "ct_test"),
+        ]
+    )
     series = SHARED_SERIES if SHARED_SERIES.is_dir() else _demo_volume(data / "ct_test", data / "demo_volume.nii.gz")
     _run(["run", "--config_file", "configs/inference.json", "--dataset_dir", str(series)])
 
-    eval_dir = BUNDLE / "eval"
+    paths = _bundle_paths()
+    eval_dir = paths["output_dir"]
     print(f"""
 Demo finished in {(time.perf_counter() - start) / 60:.1f} min. Scores in the demo data are synthetic (SSIM against
 the clean source, mapped to 0-4); they show the machinery, not radiologist agreement.
   demo data          {data}
-  pre-trained model  {BUNDLE / 'models' / 'pretrained.pt'}
-  fine-tuned model   {BUNDLE / 'models' / 'model.pt'}
-  validation         {eval_dir / 'finetune'}  (val_predictions.csv, val_metrics.json, val_scatter.png)
-  held-out test      {eval_dir / 'evaluate'}  (test_predictions.csv, test_metrics.json, test_scatter.png)
-  series scores      {eval_dir / 'inference'}  (slice_predictions.csv, summary.json)
-  MLflow store       {eval_dir / 'mlruns.db'}
-  browse runs with   mlflow ui --backend-store-uri sqlite:///{eval_dir / 'mlruns.db'}""")
+  pre-trained model  {paths["pretrained_path"]}
+  fine-tuned model   {paths["model_path"]}
+  validation         {eval_dir / "finetune"}  (val_predictions.csv, val_metrics.json, val_scatter.png)
+  held-out test      {eval_dir / "evaluate"}  (test_predictions.csv, test_metrics.json, test_scatter.png)
+  series scores      {eval_dir / "inference"}  (slice_predictions.csv, summary.json)
+  MLflow store       {eval_dir / "mlruns.db"}
+  browse runs with   mlflow ui --backend-store-uri sqlite:///{eval_dir / "mlruns.db"}""")
 
 
 if __name__ == "__main__":

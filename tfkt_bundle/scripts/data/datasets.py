@@ -1,4 +1,4 @@
-"""Readers for scored image sets, their mapping onto the CT quality scale, seeded splits and JSON datalists.
+"""Readers for scored image sets and their mapping onto the CT quality scale.
 
 Every reader returns MONAI-style data dicts sorted by ``name``:
 
@@ -6,8 +6,6 @@ Every reader returns MONAI-style data dicts sorted by ``name``:
 - Natural-image IQA sets: ``{"image", "label", "mos", "name", "dataset"}`` plus ``"group"`` where images share a
   source picture (KADID-10k reference image). ``label`` is the raw ``mos`` mapped linearly onto the LDCTIQAC scale
   0 (bad) ... 4 (excellent), higher is better, as listed in :data:`SCORE_MAPPINGS`.
-
-Splits are keyed by file name (or group), never by row position, so they do not depend on file order.
 """
 
 from __future__ import annotations
@@ -18,22 +16,21 @@ import json
 import logging
 import math
 import os
-from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from scripts.atomic import atomic_write_json
+from scripts.ctio.kinds import TIFF_SUFFIXES
+from scripts.utils.listing import name_list
+from scripts.utils.scores import SCORE_RANGE
 
 logger = logging.getLogger(__name__)
 
-CT_SCALE = (0.0, 4.0)
 # Float round-off in a source file (e.g. 5.0000001 on a 1-5 scale) is not a data error.
 _RANGE_TOL = 1e-6
-_MAX_LISTED = 10
-_TIFF_SUFFIXES = (".tif", ".tiff")
 _LDCTIQAC_LABEL_FILES = ("train.json", "test.json", "scores.json")
 # The LIVE Challenge release scores 7 extra images that were shown to raters for training only.
 LIVEC_TRAINING_IMAGES = frozenset(f"t{i}.bmp" for i in range(1, 8))
@@ -70,7 +67,7 @@ class ScoreMapping:
         """Map a source score onto 0-4; the caller checks :meth:`in_range` first."""
         lo, hi = self.source_range
         frac = (score - lo) / (hi - lo) if self.higher_is_better else (hi - score) / (hi - lo)
-        return float(min(max(CT_SCALE[1] * frac, CT_SCALE[0]), CT_SCALE[1]))
+        return float(min(max(SCORE_RANGE[1] * frac, SCORE_RANGE[0]), SCORE_RANGE[1]))
 
     def in_range(self, score: float) -> bool:
         """True when ``score`` is finite and inside the source range (within round-off)."""
@@ -91,7 +88,7 @@ class ScoreMapping:
             num = f"{self.column} - {lo:g}" if lo else self.column
         else:
             num = f"{hi:g} - {self.column}"
-        den = (hi - lo) / CT_SCALE[1]
+        den = (hi - lo) / SCORE_RANGE[1]
         if den == 1:
             return f"label = {num}"
         num = f"({num})" if " - " in num else num
@@ -115,18 +112,14 @@ def score_mapping_table() -> str:
     for key, m in SCORE_MAPPINGS.items():
         lo, hi = m.source_range
         rows.append(f"| {key} | {m.source or m.column} | {lo:g}-{hi:g} | {m.direction} | {m.formula} |")
-    rows.append("| csv | declared `score_col` | declared `score_range` | declared | label = 4 * (x - lo) / (hi - lo) "
-                "(higher better) or 4 * (hi - x) / (hi - lo) |")
+    rows.append(
+        "| csv | declared `score_col` | declared `score_range` | declared | label = 4 * (x - lo) / (hi - lo) "
+        "(higher better) or 4 * (hi - x) / (hi - lo) |"
+    )
     return "\n".join(rows)
 
 
 # --------------------------------------------------------------------------------------------- shared helpers
-
-
-def _name_list(names: Iterable[str], limit: int = _MAX_LISTED) -> str:
-    names = sorted(names)
-    shown = ", ".join(names[:limit])
-    return f"{shown}, ... (+{len(names) - limit} more)" if len(names) > limit else shown
 
 
 def _skip(dataset: str, name: str, reason: str) -> None:
@@ -163,8 +156,9 @@ def _read_table(path: Path, required: Sequence[str], dataset: str) -> Any:
     table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in required if c not in table.columns]
     if missing:
-        raise ValueError(f"{dataset}: {path.name} lacks column(s) {missing}; expected {list(required)}, "
-                         f"found {list(table.columns)}")
+        raise ValueError(
+            f"{dataset}: {path.name} lacks column(s) {missing}; expected {list(required)}, found {list(table.columns)}"
+        )
     return table
 
 
@@ -176,17 +170,19 @@ def _first_existing(candidates: Sequence[Path], what: str, dataset: str, hint: s
     raise FileNotFoundError(f"{dataset}: no {what} found (tried {tried}); {hint}")
 
 
-def _finish(items: list[dict], problems: dict[str, dict[str, str]], dataset: str, where: str, total: int,
-            strict: bool) -> list[dict]:
+def _finish(
+    items: list[dict], problems: dict[str, dict[str, str]], dataset: str, where: str, total: int, strict: bool
+) -> list[dict]:
     """Raise on problems (strict) or log each as a skip; return the good items sorted by name.
 
     ``problems`` maps a problem kind (e.g. "missing image file") to ``{name: reason}``.
     """
     problems = {kind: found for kind, found in problems.items() if found}
     if problems and strict:
-        parts = [f"{len(found)} {kind}(s): {_name_list(found)}" for kind, found in problems.items()]
-        raise DatasetMismatchError(f"{dataset} ({where}): {'; '.join(parts)} [{total} scored entries]; "
-                                   "pass strict=False to skip them")
+        parts = [f"{len(found)} {kind}(s): {name_list(found)}" for kind, found in problems.items()]
+        raise DatasetMismatchError(
+            f"{dataset} ({where}): {'; '.join(parts)} [{total} scored entries]; pass strict=False to skip them"
+        )
     for found in problems.values():
         for name, reason in sorted(found.items()):
             _skip(dataset, name, reason)
@@ -195,8 +191,9 @@ def _finish(items: list[dict], problems: dict[str, dict[str, str]], dataset: str
     return sorted(items, key=lambda item: item["name"])
 
 
-def _build_items(records: Iterable[tuple[str, Path, Any, dict]], mapping: ScoreMapping, where: str,
-                 strict: bool) -> list[dict]:
+def _build_items(
+    records: Iterable[tuple[str, Path, Any, dict]], mapping: ScoreMapping, where: str, strict: bool
+) -> list[dict]:
     """Turn ``(name, image path, raw score, extra keys)`` records into checked, mapped items."""
     items: list[dict] = []
     problems: dict[str, dict[str, str]] = {"duplicate entry": {}, "invalid score": {}, "missing image file": {}}
@@ -213,8 +210,16 @@ def _build_items(records: Iterable[tuple[str, Path, Any, dict]], mapping: ScoreM
         elif not path.is_file():
             problems["missing image file"][name] = f"image file {path} does not exist"
         else:
-            items.append({"image": str(path.resolve()), "label": mapping.to_ct(score), "mos": score, "name": name,
-                          "dataset": mapping.dataset, **extra})
+            items.append(
+                {
+                    "image": str(path.resolve()),
+                    "label": mapping.to_ct(score),
+                    "mos": score,
+                    "name": name,
+                    "dataset": mapping.dataset,
+                    **extra,
+                }
+            )
         seen.add(name)
     return _finish(items, problems, mapping.dataset, where, total, strict)
 
@@ -252,8 +257,12 @@ def _load_ldctiqac_labels(path: Path) -> dict[str, Any]:
     return labels
 
 
-def read_ldctiqac(root: str | os.PathLike, labels: str | os.PathLike | None = None,
-                  image_dir: str | os.PathLike | None = None, strict: bool = True) -> list[dict]:
+def read_ldctiqac(
+    root: str | os.PathLike,
+    labels: str | os.PathLike | None = None,
+    image_dir: str | os.PathLike | None = None,
+    strict: bool = True,
+) -> list[dict]:
     """Read an LDCTIQAC 2023 folder: scored float32 TIFF slices on the 0-4 radiologist scale.
 
     Layouts: train ``<root>/image/0000.tif`` + ``<root>/train.json``; test ``<root>/test000.tiff`` +
@@ -276,13 +285,13 @@ def read_ldctiqac(root: str | os.PathLike, labels: str | os.PathLike | None = No
     folder = Path(image_dir) if image_dir is not None else (root / "image" if (root / "image").is_dir() else root)
     _check_dir(folder, "ldctiqac", "image")
     scores = _load_ldctiqac_labels(labels_path)
-    on_disk = {p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _TIFF_SUFFIXES}
+    on_disk = {p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES}
     problems: dict[str, dict[str, str]] = {"invalid score": {}, "missing image file": {}, "unscored image": {}}
     items = []
     for name, raw in scores.items():
         # JSON labels must be numbers: a quoted "3" hints at a converted or hand-edited file.
         score = _as_score(raw) if isinstance(raw, (int, float)) else math.nan
-        if not (math.isfinite(score) and CT_SCALE[0] <= score <= CT_SCALE[1]):
+        if not (math.isfinite(score) and SCORE_RANGE[0] <= score <= SCORE_RANGE[1]):
             problems["invalid score"][name] = f"score {raw!r} is not a number in [0, 4]"
         elif name not in on_disk:
             problems["missing image file"][name] = f"scored in {labels_path.name} but not found in {folder}"
@@ -297,8 +306,12 @@ def read_ldctiqac(root: str | os.PathLike, labels: str | os.PathLike | None = No
 # --------------------------------------------------------------------------------------------- natural-image IQA
 
 
-def read_kadid10k(root: str | os.PathLike, csv: str | os.PathLike | None = None,
-                  image_dir: str | os.PathLike | None = None, strict: bool = True) -> list[dict]:
+def read_kadid10k(
+    root: str | os.PathLike,
+    csv: str | os.PathLike | None = None,
+    image_dir: str | os.PathLike | None = None,
+    strict: bool = True,
+) -> list[dict]:
     """Read KADID-10k (``dmos.csv``: dist_img, ref_img, dmos, var; 1-5, higher is better despite the name).
 
     Args:
@@ -315,13 +328,20 @@ def read_kadid10k(root: str | os.PathLike, csv: str | os.PathLike | None = None,
     csv_path = Path(csv) if csv is not None else root / "dmos.csv"
     folder = Path(image_dir) if image_dir is not None else root / "images"
     table = _read_table(csv_path, ["dist_img", "ref_img", "dmos"], "kadid10k")
-    records = ((n.strip(), folder / n.strip(), s, {"group": r.strip()})
-               for n, r, s in zip(table["dist_img"], table["ref_img"], table["dmos"]))
+    records = (
+        (n.strip(), folder / n.strip(), s, {"group": r.strip()})
+        for n, r, s in zip(table["dist_img"], table["ref_img"], table["dmos"])
+    )
     return _build_items(records, mapping, f"{csv_path} vs {folder}", strict)
 
 
-def read_koniq10k(root: str | os.PathLike, score: str = "MOS", csv: str | os.PathLike | None = None,
-                  image_dir: str | os.PathLike | None = None, strict: bool = True) -> list[dict]:
+def read_koniq10k(
+    root: str | os.PathLike,
+    score: str = "MOS",
+    csv: str | os.PathLike | None = None,
+    image_dir: str | os.PathLike | None = None,
+    strict: bool = True,
+) -> list[dict]:
     """Read KonIQ-10k (``koniq10k_scores_and_distributions.csv``).
 
     Args:
@@ -348,8 +368,12 @@ def read_koniq10k(root: str | os.PathLike, score: str = "MOS", csv: str | os.Pat
     return _build_items(records, SCORE_MAPPINGS[keys[score]], f"{csv_path} vs {folder}", strict)
 
 
-def read_spaq(root: str | os.PathLike, table: str | os.PathLike | None = None,
-              image_dir: str | os.PathLike | None = None, strict: bool = True) -> list[dict]:
+def read_spaq(
+    root: str | os.PathLike,
+    table: str | os.PathLike | None = None,
+    image_dir: str | os.PathLike | None = None,
+    strict: bool = True,
+) -> list[dict]:
     """Read SPAQ (``Image name, MOS`` on 0-100; CSV, or xlsx when openpyxl is installed).
 
     Args:
@@ -405,9 +429,13 @@ def _livec_mat_scores(root: Path) -> list[tuple[str, Any]]:
     return list(zip(names, mos.tolist()))
 
 
-def read_livec(root: str | os.PathLike, csv: str | os.PathLike | None = None,
-               image_dir: str | os.PathLike | None = None, include_training_images: bool = False,
-               strict: bool = True) -> list[dict]:
+def read_livec(
+    root: str | os.PathLike,
+    csv: str | os.PathLike | None = None,
+    image_dir: str | os.PathLike | None = None,
+    include_training_images: bool = False,
+    strict: bool = True,
+) -> list[dict]:
     """Read the LIVE In the Wild Image Quality Challenge database (MOS 0-100).
 
     Scores come from ``<root>/Data/AllImages_release.mat`` + ``AllMOS_release.mat`` or from a CSV with columns
@@ -435,7 +463,7 @@ def read_livec(root: str | os.PathLike, csv: str | os.PathLike | None = None,
         source = str(root / "Data")
     dropped = [n for n, _ in scores if n in LIVEC_TRAINING_IMAGES]
     if dropped and not include_training_images:
-        logger.info("livec: leaving out %d rater-training images (%s)", len(dropped), _name_list(dropped))
+        logger.info("livec: leaving out %d rater-training images (%s)", len(dropped), name_list(dropped))
         scores = [(n, s) for n, s in scores if n not in LIVEC_TRAINING_IMAGES]
 
     def locate(name: str) -> Path:
@@ -446,10 +474,18 @@ def read_livec(root: str | os.PathLike, csv: str | os.PathLike | None = None,
     return _build_items(records, SCORE_MAPPINGS["livec"], f"{source} vs {folder}", strict)
 
 
-def read_csv_dataset(csv: str | os.PathLike, *, score_range: tuple[float, float], higher_is_better: bool,
-                     image_col: str = "image", score_col: str = "score", group_col: str | None = None,
-                     image_root: str | os.PathLike | None = None, dataset: str = "csv",
-                     strict: bool = True) -> list[dict]:
+def read_csv_dataset(
+    csv: str | os.PathLike,
+    *,
+    score_range: tuple[float, float],
+    higher_is_better: bool,
+    image_col: str = "image",
+    score_col: str = "score",
+    group_col: str | None = None,
+    image_root: str | os.PathLike | None = None,
+    dataset: str = "csv",
+    strict: bool = True,
+) -> list[dict]:
     """Read any scored image list from a CSV, mapping its declared score range onto the CT scale 0-4.
 
     The item ``name`` is the image entry as written in the CSV (the file name for a flat folder), so that it stays
@@ -515,183 +551,3 @@ def read_iqa_dataset(kind: str, root: str | os.PathLike, **kwargs: Any) -> list[
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown dataset kind {kind!r}; valid kinds: {', '.join(READERS)}{hint}")
     return READERS[key](root, **kwargs)
-
-
-# --------------------------------------------------------------------------------------------- splits
-
-
-def _units(items: Sequence[Mapping], group_key: str | None) -> list[tuple[str, float, list[int]]]:
-    """Split units sorted by key: ``(key, mean label, item indices)``; a unit is an item or a whole group."""
-    if not items:
-        raise ValueError("cannot split an empty item list")
-    key_name = group_key or "name"
-    members: dict[str, list[int]] = defaultdict(list)
-    for index, item in enumerate(items):
-        if key_name not in item or "label" not in item:
-            raise ValueError(f"item {index} lacks {key_name!r} or 'label' (keys: {sorted(item)})")
-        members[str(item[key_name])].append(index)
-    if group_key is None:
-        dups = [k for k, idx in members.items() if len(idx) > 1]
-        if dups:
-            raise ValueError(f"splits are keyed by name, but {len(dups)} names repeat: {_name_list(dups)}")
-    units = [(k, float(np.mean([float(items[i]["label"]) for i in idx])), idx) for k, idx in members.items()]
-    return sorted(units, key=lambda unit: unit[0])
-
-
-def _score_bins(units: Sequence[tuple[str, float, list[int]]], n_bins: int) -> list[list[int]]:
-    """Equal-count score-quantile bins of unit positions; ties broken by key so that ranks are order-free."""
-    if int(n_bins) != n_bins or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
-    ranked = sorted(range(len(units)), key=lambda u: (units[u][1], units[u][0]))
-    bins: list[list[int]] = [[] for _ in range(int(n_bins))]
-    for rank, unit in enumerate(ranked):
-        bins[rank * int(n_bins) // len(units)].append(unit)
-    return [b for b in bins if b]
-
-
-def _largest_remainder(sizes: Sequence[int], total: int) -> list[int]:
-    """Split ``total`` across bins in proportion to ``sizes`` (largest-remainder rounding)."""
-    exact = [total * s / sum(sizes) for s in sizes]
-    counts = [math.floor(e) for e in exact]
-    order = sorted(range(len(sizes)), key=lambda b: (-(exact[b] - counts[b]), b))
-    for b in order[: total - sum(counts)]:
-        counts[b] += 1
-    return counts
-
-
-def _collect(items: Sequence[dict], units: Sequence[tuple[str, float, list[int]]], chosen: Iterable[int]) -> list:
-    picked = [items[i] for u in chosen for i in units[u][2]]
-    return sorted(picked, key=lambda item: str(item.get("name", "")))
-
-
-def split_train_val(items: Sequence[dict], val_fraction: float = 0.1, seed: int = 0, n_bins: int = 5,
-                    group_key: str | None = None) -> tuple[list[dict], list[dict]]:
-    """Seeded train/validation split, stratified by score quantile, keyed by name (or group), order-independent.
-
-    Args:
-        items: data dicts with ``name`` and ``label``.
-        val_fraction: share of units (items, or groups with ``group_key``) sent to validation, in (0, 1).
-        seed: random seed; the same seed and items give the same split whatever their order.
-        n_bins: number of equal-count score bins to stratify over (a group scores its mean label).
-        group_key: item key whose equal values must stay on one side (e.g. ``"group"`` for KADID-10k).
-
-    Returns:
-        ``(train, val)`` item lists sorted by name; both non-empty.
-    """
-    if not (isinstance(val_fraction, (int, float)) and 0 < val_fraction < 1):
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
-    units = _units(items, group_key)
-    if len(units) < 2:
-        raise ValueError(f"need at least 2 {'groups' if group_key else 'items'} to split, got {len(units)}")
-    n_val = min(max(round(val_fraction * len(units)), 1), len(units) - 1)
-    bins = _score_bins(units, n_bins)
-    rng = np.random.default_rng(seed)
-    val: list[int] = []
-    for members, count in zip(bins, _largest_remainder([len(b) for b in bins], n_val)):
-        val.extend(members[j] for j in rng.permutation(len(members))[:count])
-    val_set = set(val)
-    train = [u for u in range(len(units)) if u not in val_set]
-    return _collect(items, units, train), _collect(items, units, val)
-
-
-def kfold(items: Sequence[dict], n_folds: int = 5, fold: int = 0, seed: int = 0, n_bins: int = 5,
-          group_key: str | None = None) -> tuple[list[dict], list[dict]]:
-    """Seeded, score-stratified k-fold split keyed by name (or group); the folds partition the data exactly.
-
-    Args:
-        items: data dicts with ``name`` and ``label``.
-        n_folds: number of folds, at least 2 and at most the number of units.
-        fold: which fold is the validation side, ``0 <= fold < n_folds``.
-        seed: random seed; every ``fold`` of one seed comes from the same assignment.
-        n_bins: number of equal-count score bins to stratify over.
-        group_key: item key whose equal values must stay in one fold.
-
-    Returns:
-        ``(train, val)`` item lists sorted by name.
-    """
-    if int(n_folds) != n_folds or n_folds < 2:
-        raise ValueError(f"n_folds must be an integer >= 2, got {n_folds!r}")
-    if int(fold) != fold or not 0 <= fold < n_folds:
-        raise ValueError(f"fold must be an integer in [0, {int(n_folds) - 1}], got {fold!r}")
-    units = _units(items, group_key)
-    if len(units) < n_folds:
-        raise ValueError(f"{n_folds} folds need at least {n_folds} {'groups' if group_key else 'items'}, "
-                         f"got {len(units)}")
-    rng = np.random.default_rng(seed)
-    # Dealing shuffled bins round-robin gives every fold an equal share of each score bin.
-    dealt = [b[j] for b in _score_bins(units, n_bins) for j in rng.permutation(len(b))]
-    val = [u for pos, u in enumerate(dealt) if pos % n_folds == fold]
-    train = [u for pos, u in enumerate(dealt) if pos % n_folds != fold]
-    return _collect(items, units, train), _collect(items, units, val)
-
-
-# --------------------------------------------------------------------------------------------- datalists
-
-
-def _check_items(items: Any, where: str) -> list[dict]:
-    if not isinstance(items, list) or not all(isinstance(i, dict) and "image" in i for i in items):
-        raise ValueError(f"{where}: expected a list of dicts that each have an 'image' key")
-    return items
-
-
-def make_split(items: Sequence[dict], val_fraction: float = 0.1, n_folds: int | None = None, fold: int = 0,
-               seed: int = 0, group_key: str | None = None) -> tuple[list[dict], list[dict]]:
-    """One entry for configs: fold ``fold`` of a k-fold split when ``n_folds`` is set, else a hold-out.
-
-    The hold-out keeps ``val_fraction`` of the data for validation (the published recipe: 900/100).
-    """
-    if n_folds:
-        return kfold(items, n_folds=n_folds, fold=fold, seed=seed, group_key=group_key)
-    return split_train_val(items, val_fraction=val_fraction, seed=seed, group_key=group_key)
-
-
-def write_datalist(items: Sequence[dict] | Mapping[str, Sequence[dict]], path: str | os.PathLike) -> Path:
-    """Write items (a list, or sections such as ``{"training": [...], "validation": [...]}``) as JSON atomically.
-
-    Args:
-        items: a list of data dicts, or a mapping of section name to such lists (MONAI datalist style).
-        path: destination JSON file.
-
-    Returns:
-        The written path.
-    """
-    if isinstance(items, Mapping):
-        payload: Any = {str(k): _check_items(list(v), f"section {k!r}") for k, v in items.items()}
-    else:
-        payload = _check_items(list(items), "datalist")
-    return atomic_write_json(path, payload)
-
-
-def _resolve(items: list[dict], base: Path) -> list[dict]:
-    # Relative image paths are relative to the datalist's folder, as in MONAI's decathlon datalists.
-    return [{**item, "image": str(base / item["image"])} if not os.path.isabs(item["image"]) else item
-            for item in items]
-
-
-def read_datalist(path: str | os.PathLike, section: str | None = None) -> list[dict] | dict[str, list[dict]]:
-    """Read a datalist written by :func:`write_datalist` (or by hand).
-
-    Args:
-        path: the JSON file.
-        section: for a sectioned file, the section to return (e.g. ``"training"``); None returns everything.
-
-    Returns:
-        A list of items, or a mapping of sections to lists; relative image paths resolved against the file's folder.
-    """
-    path = Path(path)
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"datalist {path} is not valid JSON ({err})") from None
-    base = path.parent.resolve()
-    if isinstance(content, list):
-        if section is not None:
-            raise ValueError(f"datalist {path} is a plain list; it has no section {section!r}")
-        return _resolve(_check_items(content, str(path)), base)
-    if not isinstance(content, dict):
-        raise ValueError(f"datalist {path} must hold a list or an object of lists, found {type(content).__name__}")
-    if section is not None:
-        if section not in content:
-            raise ValueError(f"datalist {path} has no section {section!r}; sections: {', '.join(content)}")
-        return _resolve(_check_items(content[section], f"{path} [{section}]"), base)
-    return {k: _resolve(_check_items(v, f"{path} [{k}]"), base) for k, v in content.items()}

@@ -1,24 +1,24 @@
-"""CT intensity windowing, the slice loader and quality-preserving MONAI transforms.
+"""The slice loader and quality-preserving MONAI transforms.
 
 Input size policy: perceived CT quality lives in the noise texture and streaks, which any resampling smooths away.
 So nothing here interpolates:
 
-- CT slices are used at full resolution (LDCTIQAC: 512 x 512), windowed from HU to [0, 1].
+- CT slices are used at full resolution (LDCTIQAC: 512 x 512), HU windowed to [0, 1] (:mod:`scripts.ctio.window`).
 - Natural IQA images (pre-training) are cropped, never resized, to a fixed size: a random crop for training and a
   centre crop for evaluation (:func:`fixed_size_crop`), padded first when an image is smaller than the crop.
 - Augmentations only permute pixels: flips, 90-degree rotations and whole-pixel shifts
   (:func:`quality_preserving_augmentations`).
 
-What MONAI already does and is used as is: HU windowing (``ScaleIntensityRanged``, built by
-:func:`window_transform` so the default window lives in one place), flips (``RandFlipd``), 90-degree rotations
-(``RandRotate90d``), padding and crops (``SpatialPadd``, ``RandSpatialCropd``, ``CenterSpatialCropd``) and the
-loading machinery (``LoadImaged``: meta data, MetaTensor, channel first).
-What is written here and why:
+What MONAI already does and is used as is: flips (``RandFlipd``), 90-degree rotations (``RandRotate90d``), padding
+and crops (``SpatialPadd``, ``RandSpatialCropd``, ``CenterSpatialCropd``) and the loading machinery (``LoadImaged``:
+meta data, MetaTensor, channel first). What is written here and why:
 
 - :class:`SliceReader` (used by :class:`LoadSliced`): MONAI's auto-selection hands ``.tif`` files to
   ``PydicomReader``, which fails; ``PILReader`` reads the LDCTIQAC float32 TIFFs correctly when named explicitly
   (with ``reverse_indexing=False``, else it transposes), but it neither scales 8/16-bit images by their bit depth
   nor turns RGB into one luminance channel, and it does not check that float slices are in [0, 1].
+- :class:`HUWindowd`: windows the slices of a stream that are in HU and leaves those already in [0, 1] (image
+  files) alone; ``ScaleIntensityRanged`` would window both, and a second copy of the window maths would drift.
 - :class:`RandIntegerShiftd`: ``RandAffined`` translates by real-valued amounts on a centred float grid; even with
   nearest interpolation a half-pixel offset can duplicate or drop a row. Integer slicing moves pixels exactly.
 """
@@ -26,8 +26,8 @@ What is written here and why:
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -41,63 +41,14 @@ from monai.transforms import (
     RandomizableTransform,
     RandRotate90d,
     RandSpatialCropd,
-    ScaleIntensityRanged,
     SpatialPadd,
 )
 from monai.utils import MetaKeys, ensure_tuple
 
-from .series import IMAGE_SUFFIXES, read_dicom_hu, read_image_file
-
-# LDCTIQAC 2023 images are stored windowed to about [-1000, 400] HU (see docs/README.md, "Windowing"); the value
-# follows eeulig/ldct-benchmark's re-implementation (centre 1024 - 300 on HU + 1024, width 1400).
-DEFAULT_WINDOW_HU = (-1000.0, 400.0)
-DICOM_SUFFIXES = ("", ".dcm", ".dicom", ".ima")
-
-
-def window_hu(hu: np.ndarray, low: float = DEFAULT_WINDOW_HU[0], high: float = DEFAULT_WINDOW_HU[1]) -> np.ndarray:
-    """Map Hounsfield units linearly from [low, high] to [0, 1], clipping outside, as float32."""
-    if high <= low:
-        raise ValueError(f"window high ({high}) must exceed low ({low})")
-    out = (np.asarray(hu, dtype=np.float32) - np.float32(low)) / np.float32(high - low)
-    return np.clip(out, 0.0, 1.0, out=out)
-
-
-def window_to_hu(
-    windowed: np.ndarray, low: float = DEFAULT_WINDOW_HU[0], high: float = DEFAULT_WINDOW_HU[1]
-) -> np.ndarray:
-    """Invert :func:`window_hu` (exact inside the window; clipped values come back as ``low`` or ``high``)."""
-    if high <= low:
-        raise ValueError(f"window high ({high}) must exceed low ({low})")
-    return np.asarray(windowed, dtype=np.float32) * np.float32(high - low) + np.float32(low)
-
-
-def window_from_center_width(center: float, width: float) -> tuple[float, float]:
-    """Return the (low, high) HU bounds of a display window given as level (centre) and width.
-
-    Uses the plain linear definition [center - width/2, center + width/2] (as eeulig/ldct-benchmark and most
-    viewers' presets), not the half-pixel-offset form of DICOM PS3.3 C.11.2.1.2.
-    """
-    if width <= 0:
-        raise ValueError(f"window width must be positive, got {width}")
-    return float(center) - float(width) / 2, float(center) + float(width) / 2
-
-
-def window_transform(
-    keys: KeysCollection = ("image",),
-    window: Sequence[float] = DEFAULT_WINDOW_HU,
-    allow_missing_keys: bool = False,
-) -> ScaleIntensityRanged:
-    """MONAI's ``ScaleIntensityRanged`` mapping the HU ``window`` (low, high) to [0, 1] with clipping.
-
-    Usable from configs as ``{"_target_": "scripts.transforms.window_transform", "keys": "image"}``.
-    """
-    low, high = (float(v) for v in window)
-    if high <= low:
-        raise ValueError(f"window high ({high}) must exceed low ({low})")
-    return ScaleIntensityRanged(
-        keys, a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True, allow_missing_keys=allow_missing_keys
-    )
-
+from scripts.ctio.dicom import read_dicom_hu
+from scripts.ctio.images import read_image_file
+from scripts.ctio.kinds import IMAGE_SUFFIXES, file_kind
+from scripts.ctio.window import DEFAULT_HU_WINDOW, apply_hu_window, check_hu_window
 
 # --------------------------------------------------------------------------------------------------------------------
 # Loading one slice file
@@ -108,25 +59,23 @@ class SliceReader(ImageReader):
 
     - TIFF: LDCTIQAC float32 slices kept as they are (must be in [0, 1] within 1e-3), 8/16-bit scaled by bit depth.
     - PNG/JPEG/BMP: 8/16-bit scaled by bit depth; colour converted to BT.601 luminance (the network is 1-channel).
-    - DICOM (one single-frame file): HU from RescaleSlope/Intercept, then windowed with ``window``. MONAI's
-      ``PydicomReader`` would also rescale to HU, but this goes through :mod:`scripts.series` so that a single
+    - DICOM (one single-frame file): HU from RescaleSlope/Intercept, then windowed with ``hu_window``. MONAI's
+      ``PydicomReader`` would also rescale to HU, but this goes through :mod:`scripts.ctio.dicom` so that a single
       slice and a streamed series share one decode path (same decoder checks and errors).
 
-    The array keeps the file's row/column order (no transpose), matching :mod:`scripts.series`.
+    The array keeps the file's row/column order (no transpose), matching :mod:`scripts.ctio`.
 
     Args:
-        window: (low, high) HU window applied to DICOM slices.
+        hu_window: (low, high) HU window applied to DICOM slices.
     """
 
-    def __init__(self, window: Sequence[float] = DEFAULT_WINDOW_HU):
+    def __init__(self, hu_window: Sequence[float] = DEFAULT_HU_WINDOW):
         super().__init__()
-        self.window = tuple(float(v) for v in window)
-        if len(self.window) != 2 or self.window[1] <= self.window[0]:
-            raise ValueError(f"window must be (low, high) with high > low, got {window}")
+        self.hu_window = check_hu_window(hu_window)
 
     def verify_suffix(self, filename: Sequence[os.PathLike] | os.PathLike) -> bool:
         """True if every name is an image file or looks like a DICOM file (``.dcm`` or no suffix)."""
-        return all(_slice_kind(Path(name)) is not None for name in ensure_tuple(filename))
+        return all(file_kind(name) in ("image", "dicom") for name in ensure_tuple(filename))
 
     def read(self, data: Sequence[os.PathLike] | os.PathLike, **kwargs) -> list | tuple:
         """Read one file, or several (stacked as channels by :meth:`get_data`)."""
@@ -147,22 +96,12 @@ class SliceReader(ImageReader):
         return np.stack(arrays), meta
 
     def _read_one(self, path: Path) -> tuple[np.ndarray, dict]:
-        kind = _slice_kind(path)
+        kind = file_kind(path)
         if kind == "dicom":
-            return window_hu(read_dicom_hu(path), *self.window), {"source_format": "dicom"}
+            return apply_hu_window(read_dicom_hu(path), self.hu_window), {"source_format": "dicom"}
         if kind == "image":
             return read_image_file(path), {"source_format": path.suffix.lower().lstrip(".")}
         raise ValueError(f"{path}: not a slice file (expected {', '.join(IMAGE_SUFFIXES)}, .dcm or no suffix)")
-
-
-def _slice_kind(path: Path) -> str | None:
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
-        return "image"
-    # DICOM files are often named by UID ("CT.1.3.12...") or have no suffix: a purely numeric suffix counts as none.
-    if suffix in DICOM_SUFFIXES or suffix.lstrip(".").isdigit():
-        return "dicom"
-    return None
 
 
 class LoadSliced(LoadImaged):
@@ -170,7 +109,7 @@ class LoadSliced(LoadImaged):
 
     Args:
         keys: keys holding file paths.
-        window: (low, high) HU window for DICOM slices.
+        hu_window: (low, high) HU window for DICOM slices.
         image_only: return only the MetaTensor (meta data stays attached to it).
         allow_missing_keys: do not fail on absent keys.
         kwargs: passed on to ``LoadImaged``.
@@ -179,12 +118,12 @@ class LoadSliced(LoadImaged):
     def __init__(
         self,
         keys: KeysCollection = ("image",),
-        window: Sequence[float] = DEFAULT_WINDOW_HU,
+        hu_window: Sequence[float] = DEFAULT_HU_WINDOW,
         image_only: bool = True,
         allow_missing_keys: bool = False,
         **kwargs,
     ):
-        self.slice_reader = SliceReader(window)
+        self.slice_reader = SliceReader(hu_window)
         super().__init__(
             keys,
             reader=self.slice_reader,
@@ -199,6 +138,41 @@ class LoadSliced(LoadImaged):
         # to its default readers (a float TIFF out of range would then load unchecked through PILReader).
         # A reader given at call time is used alone, so the reader's own errors reach the user.
         return super().__call__(data, reader or self.slice_reader)
+
+
+class HUWindowd(MapTransform):
+    """Window the images of ``keys`` from HU to [0, 1] where ``d[hu_key]`` is true; leave the others as they are.
+
+    For streamed slices (:class:`scripts.data.stream.SliceStream`): DICOM and NIfTI slices come in HU, 2-D image
+    files already windowed. Arrays and tensors keep their type; a ``hu_key`` that is absent counts as HU.
+
+    Args:
+        keys: keys of the images.
+        hu_window: (low, high) HU window.
+        hu_key: item key saying whether the item's values are HU.
+        allow_missing_keys: do not fail on absent keys.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        hu_window: Sequence[float] = DEFAULT_HU_WINDOW,
+        hu_key: str = "is_hu",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.hu_window = check_hu_window(hu_window)
+        self.hu_key = hu_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        if not d.get(self.hu_key, True):
+            return d
+        for key in self.key_iterator(d):
+            windowed = apply_hu_window(np.asarray(d[key]), self.hu_window)
+            d[key] = torch.from_numpy(windowed) if isinstance(d[key], torch.Tensor) else windowed
+        d[self.hu_key] = False
+        return d
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -279,7 +253,7 @@ def quality_preserving_augmentations(
     """Random flips (both axes), 90-degree rotations and whole-pixel shifts: none changes perceived quality.
 
     Put them after any fixed-size crop: a 90-degree rotation swaps H and W of a non-square image.
-    A config can list the same transforms itself, or call this with ``"$scripts.transforms...(...)"``.
+    A config can list the same transforms itself, or call this with ``"$scripts.data.transforms...(...)"``.
     """
     return [
         RandFlipd(keys, prob=prob, spatial_axis=0),
@@ -299,8 +273,6 @@ def fixed_size_crop(
     """
     size = [int(s) for s in size]
     crop = (
-        RandSpatialCropd(keys, roi_size=size, random_size=False)
-        if train
-        else CenterSpatialCropd(keys, roi_size=size)
+        RandSpatialCropd(keys, roi_size=size, random_size=False) if train else CenterSpatialCropd(keys, roi_size=size)
     )
     return [SpatialPadd(keys, spatial_size=size, mode=pad_mode), crop]

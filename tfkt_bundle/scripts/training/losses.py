@@ -5,7 +5,8 @@
 * ``NormInNormLoss``: Li, Jiang & Jiang, "Norm-in-Norm Loss with Faster Convergence and Better Performance for
   Image Quality Assessment", ACM MM 2020. Predictions and labels are centred and divided by their q-norm, then the
   p-th power of the p-norm of their difference is scaled to [0, 1]; the paper's recommended setting is p=1, q=2.
-* ``IQALoss``: weighted sum of the three, e.g. ``{"_target_": "scripts.losses.IQALoss", "mse": 1.0, "nin": 1.0}``.
+* ``IQALoss``: weighted sum of the three, e.g.
+  ``{"_target_": "scripts.training.losses.IQALoss", "mse": 1.0, "nin": 1.0}``.
 
 Predictions and labels may be (B, 1) or (B,); both are flattened first, because ``nn.MSELoss`` on (B, 1) against (B,)
 would broadcast to (B, B) and silently compare every prediction with every label.
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from scripts.utils.scores import check_one_score_per_item
 
 __all__ = ["MSELoss", "PLCCLoss", "NormInNormLoss", "IQALoss"]
 
@@ -27,10 +30,8 @@ _REL_SPREAD = 1e-6
 
 def _flatten_pair(pred: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 1) or (B,) -> (B,) each, labels cast to the prediction dtype; one score per item is required."""
-    if pred.ndim == 0 or pred.numel() != pred.shape[0]:
-        raise ValueError(f"pred must hold one score per item, shape (B,) or (B, 1), got {tuple(pred.shape)}")
-    if label.ndim == 0 or label.numel() != label.shape[0]:
-        raise ValueError(f"label must hold one score per item, shape (B,) or (B, 1), got {tuple(label.shape)}")
+    check_one_score_per_item(pred.shape, "pred")
+    check_one_score_per_item(label.shape, "label")
     if pred.shape[0] != label.shape[0]:
         raise ValueError(f"pred and label batch sizes differ: {pred.shape[0]} vs {label.shape[0]}")
     return pred.reshape(-1), label.reshape(-1).to(pred.dtype)

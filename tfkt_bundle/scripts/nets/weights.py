@@ -82,8 +82,9 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str = "
     common = [k for k in state if k in target]
     if not common:
         raise ValueError(f"no tensor of {source} matches the network (first names: {list(state)[:3]})")
-    conflicts = [f"{k} {tuple(state[k].shape)} vs {tuple(target[k].shape)}" for k in common
-                 if state[k].shape != target[k].shape]
+    conflicts = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(target[k].shape)}" for k in common if state[k].shape != target[k].shape
+    ]
     if conflicts:
         raise ValueError(f"{len(conflicts)} tensors of {source} have other shapes than the network: {conflicts[:3]}")
     module.load_state_dict({k: state[k] for k in common}, strict=False)
@@ -123,21 +124,13 @@ def load_imagenet_backbone(
     return network
 
 
-def load_checkpoint(network: nn.Module, path: str | os.PathLike, strict: bool = True) -> nn.Module:
-    """Load a bundle checkpoint (``models/model.pt`` or a CheckpointSaver dict) into ``network``."""
-    state = load_state_dict_file(path)
-    if strict:
-        network.load_state_dict(state)
-    else:
-        load_into(network, state, source=str(path))
-    return network
-
-
 INIT_MODES = ("auto", "pretrained", "imagenet", "scratch")
 
 
 def initialise(
-    network: nn.Module, mode: str = "auto", pretrained: str | os.PathLike | None = None,
+    network: nn.Module,
+    mode: str = "auto",
+    pretrained: str | os.PathLike | None = None,
     imagenet: str | os.PathLike | None = None,
 ) -> str:
     """Set a network's starting weights for training and say in the log where they came from.
@@ -160,7 +153,7 @@ def initialise(
     if mode == "pretrained":
         if pretrained is None:
             raise FileNotFoundError("init 'pretrained' needs the pre-trained checkpoint path")
-        load_checkpoint(network, pretrained)
+        network.load_state_dict(load_state_dict_file(pretrained))
         logger.info("starting from the pre-trained checkpoint %s", pretrained)
     elif mode == "imagenet":
         load_imagenet_backbone(network, imagenet)

@@ -19,12 +19,12 @@ CT sets: real full-dose slices that ship in pydicom's test data and the ``pydico
 (``J2K_pixelrep_mismatch.dcm``), a thoracic-spine crop (``CT_small.dcm``, 128x128) and a CQ500 head slice
 (``693_UNCR.dcm``). Each is converted to HU (RescaleSlope/Intercept), clipped at -1000 HU (values below are
 field-of-view padding), resampled to 256x256 (2x2 area mean for the 512x512 slices, bilinear upsampling for
-``CT_small.dcm``) and degraded with :mod:`scripts.simulate` at 8 doses (1.0 ... 0.02 of a full dose calibrated to
-15 HU soft-tissue noise) x 4 view counts (full, 1/2, 1/4, 1/8), i.e. 32 images per source and orientation; training
-sources are used as stored and mirrored left-right (each with its own noise). Images are windowed to [0, 1] with
-``transforms.window_hu`` ([-1000, 400] HU) and stored as float32 TIFF; SSIM is taken against the windowed full-dose
-slice. Training scores are rounded to the LDCTIQAC training grid (steps of 0.2), test scores to its test grid
-(steps of 1/6).
+``CT_small.dcm``) and degraded with :mod:`scripts.synthesis.simulate` at 8 doses (1.0 ... 0.02 of a full dose
+calibrated to 15 HU soft-tissue noise) x 4 view counts (full, 1/2, 1/4, 1/8), i.e. 32 images per source and
+orientation; training sources are used as stored and mirrored left-right (each with its own noise). Images are
+windowed to [0, 1] with ``scripts.ctio.window.apply_hu_window`` ([-1000, 400] HU) and stored as float32 TIFF; SSIM
+is taken against the windowed full-dose slice. Training scores are rounded to the LDCTIQAC training grid (steps of
+0.2), test scores to its test grid (steps of 1/6).
 
 Held out: the CQ500 head slice (``693_UNCR.dcm``) is the only source of ``ct_test/``; the other three sources make
 ``ct_train/``, so no anatomy is shared between them. Left out on purpose: ``693_J2KR.dcm`` (the same pixels as
@@ -43,11 +43,10 @@ Layout written under ``out_dir`` (re-running replaces the files and removes stal
 shuffled with the seed, so that name order reveals neither source nor dose.
 
 Default build: 372 natural images (12 pictures x 31) and 192 + 32 CT images (3 sources x 2 orientations x 32, and
-1 x 32), 50-60 s with 2 worker processes on a 2-core machine shared with other jobs (plus about 15 s to import
-MONAI, which ``scripts.transforms`` pulls in); ``--quick`` (128x128; 3 pictures x 3 levels; 3 doses x 2 view counts,
-one orientation): 57 + 18 + 6 images in about 4 s.
+1 x 32), 50-60 s with 2 worker processes on a 2-core machine shared with other jobs; ``--quick`` (128x128;
+3 pictures x 3 levels; 3 doses x 2 view counts, one orientation): 57 + 18 + 6 images in about 4 s.
 
-CLI: ``python -m scripts.demo_data --out DIR [--seed N] [--quick] [--workers N]``
+CLI: ``python -m scripts.synthesis.demo_data --out DIR [--seed N] [--quick] [--workers N]``
 """
 
 from __future__ import annotations
@@ -59,24 +58,33 @@ import io
 import json
 import logging
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from multiprocessing import get_all_start_methods, get_context
-from multiprocessing.context import BaseContext
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import tifffile
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from scripts.atomic import atomic_path, atomic_write_json, atomic_write_text
-from scripts.simulate import SimulatorConfig, SliceSimulator
-from scripts.transforms import window_hu
+from scripts.ctio.dicom import find_dicom_series, read_dicom_hu
+from scripts.ctio.window import apply_hu_window
+from scripts.synthesis.simulate import SimulatorConfig, SliceSimulator
+from scripts.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
 
-__all__ = ["DemoSettings", "DEFAULT_SETTINGS", "QUICK_SETTINGS", "build_demo_data", "build_natural_set",
-           "build_ct_sets", "load_ct_sources", "ssim_to_score", "main"]
+__all__ = [
+    "DemoSettings",
+    "DEFAULT_SETTINGS",
+    "QUICK_SETTINGS",
+    "build_demo_data",
+    "build_natural_set",
+    "build_ct_sets",
+    "load_ct_sources",
+    "ssim_to_score",
+    "main",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +109,20 @@ CT_CANDIDATES = (
 _SAME_ANATOMY_CORR = 0.9
 
 # scikit-image sample pictures that ship inside the package (loading them needs no network).
-NATURAL_IMAGES = ("astronaut", "camera", "chelsea", "coffee", "rocket", "motorcycle", "coins", "moon", "brick",
-                  "grass", "gravel", "retina")
+NATURAL_IMAGES = (
+    "astronaut",
+    "camera",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "motorcycle",
+    "coins",
+    "moon",
+    "brick",
+    "grass",
+    "gravel",
+    "retina",
+)
 
 
 # --------------------------------------------------------------------------------------------- settings
@@ -135,9 +155,16 @@ class DemoSettings:
 
 
 DEFAULT_SETTINGS = DemoSettings()
-QUICK_SETTINGS = DemoSettings(natural_size=128, natural_images=("astronaut", "camera", "chelsea"),
-                              natural_levels=(1, 3, 5), ct_size=128, doses=(1.0, 0.3, 0.06), view_divisors=(1, 4),
-                              mirror=(False,), workers=1)
+QUICK_SETTINGS = DemoSettings(
+    natural_size=128,
+    natural_images=("astronaut", "camera", "chelsea"),
+    natural_levels=(1, 3, 5),
+    ct_size=128,
+    doses=(1.0, 0.3, 0.06),
+    view_divisors=(1, 4),
+    mirror=(False,),
+    workers=1,
+)
 
 
 def ssim_to_score(ssim: float) -> float:
@@ -147,8 +174,11 @@ def ssim_to_score(ssim: float) -> float:
 
 def _ssim(reference: np.ndarray, image: np.ndarray) -> float:
     """SSIM of two images in [0, 1] with the settings of Wang et al. (2004)."""
-    return float(structural_similarity(reference, image, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                       use_sample_covariance=False))
+    return float(
+        structural_similarity(
+            reference, image, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
+    )
 
 
 def _on_grid(score: float, steps_per_unit: int) -> float:
@@ -177,7 +207,7 @@ def _square_u8(image: np.ndarray, size: int) -> np.ndarray:
     rows, cols = image.shape
     side = min(rows, cols)
     top, left = (rows - side) // 2, (cols - side) // 2
-    square = resize(image[top:top + side, left:left + side], (size, size), anti_aliasing=True)
+    square = resize(image[top : top + side, left : left + side], (size, size), anti_aliasing=True)
     return _to_u8(square)
 
 
@@ -251,8 +281,16 @@ def _natural_rows(name: str, index: int, settings: DemoSettings, seed: int, fold
         file_name = f"{name}_{distortion}.png" if level == 0 else f"{name}_{distortion}_{level}.png"
         _write_png(folder / file_name, image)
         ssim = _ssim(reference, image / 255.0)
-        rows.append({"image": f"images/{file_name}", "score": round(ssim_to_score(ssim), 4), "group": name,
-                     "distortion": "none" if level == 0 else distortion, "level": level, "ssim": round(ssim, 4)})
+        rows.append(
+            {
+                "image": f"images/{file_name}",
+                "score": round(ssim_to_score(ssim), 4),
+                "group": name,
+                "distortion": "none" if level == 0 else distortion,
+                "level": level,
+                "ssim": round(ssim, 4),
+            }
+        )
     return rows
 
 
@@ -269,8 +307,11 @@ def build_natural_set(out_dir: str | Path, seed: int = 0, settings: DemoSettings
     """
     out_dir = Path(out_dir)
     folder = out_dir / "images"
-    rows = [row for index, name in enumerate(settings.natural_images)
-            for row in _natural_rows(name, index, settings, seed, folder)]
+    rows = [
+        row
+        for index, name in enumerate(settings.natural_images)
+        for row in _natural_rows(name, index, settings, seed, folder)
+    ]
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
@@ -293,31 +334,32 @@ class CTSource:
 
 
 def _read_dicom_hu(name: str) -> CTSource | None:
-    """Read a pydicom test file as HU; None (logged) when it is absent or no installed decoder reads it."""
-    import pydicom
+    """Read a pydicom test file as HU (the middle frame of a multi-frame file); None (logged) when it is absent or
+    cannot be used here (no installed decoder, not a CT image)."""
     from pydicom.data import get_testdata_file
 
     path = get_testdata_file(name, download=False)  # never reach for the network
     if path is None:
         logger.info("demo CT: %s is not installed; skipped", name)
         return None
+    found = find_dicom_series(path)
+    if not found:
+        logger.info("demo CT: %s skipped (%s)", name, "; ".join(reason for _, reason in found.skipped))
+        return None
+    item = found[0].slices[len(found[0].slices) // 2]
     try:
-        ds = pydicom.dcmread(path)
-        pixels = ds.pixel_array.astype(np.float64)
-    except Exception as err:  # a missing pixel decoder surfaces as various exception types
+        hu = read_dicom_hu(item.path, item.frame)
+    except Exception as err:  # a missing pixel decoder or damaged pixel data: this source is left out
         logger.info("demo CT: %s cannot be decoded here (%s); skipped", name, err)
         return None
-    if pixels.ndim == 3:
-        pixels = pixels[pixels.shape[0] // 2]
-    hu = pixels * float(ds.get("RescaleSlope", 1.0)) + float(ds.get("RescaleIntercept", 0.0))
-    spacing = float(ds.PixelSpacing[0]) if "PixelSpacing" in ds else 1.0
-    return CTSource(name, np.maximum(hu, -1000.0), spacing)
+    spacing = item.pixel_spacing[0] if item.pixel_spacing else 1.0
+    return CTSource(name, np.maximum(hu.astype(np.float64), -1000.0), spacing)
 
 
 def _thumbnail(hu: np.ndarray) -> np.ndarray:
     from skimage.transform import resize
 
-    return resize(window_hu(hu), (64, 64), anti_aliasing=True).ravel()
+    return resize(apply_hu_window(hu), (64, 64), anti_aliasing=True).ravel()
 
 
 def _is_duplicate(source: CTSource, kept: Sequence[CTSource]) -> bool:
@@ -344,8 +386,9 @@ def load_ct_sources(candidates: Sequence[str] = CT_CANDIDATES) -> list[CTSource]
         if source is not None and not _is_duplicate(source, kept):
             kept.append(source)
     if len(kept) < 2:
-        raise RuntimeError(f"demo CT needs 2 distinct slices from pydicom/pydicom-data, found {len(kept)}; "
-                           "install pydicom-data")
+        raise RuntimeError(
+            f"demo CT needs 2 distinct slices from pydicom/pydicom-data, found {len(kept)}; install pydicom-data"
+        )
     return kept
 
 
@@ -361,7 +404,7 @@ def _to_grid(source: CTSource, size: int) -> tuple[np.ndarray, float]:
     hu = source.hu
     side = min(hu.shape)
     top, left = (hu.shape[0] - side) // 2, (hu.shape[1] - side) // 2
-    hu = hu[top:top + side, left:left + side]
+    hu = hu[top : top + side, left : left + side]
     if side % size == 0:
         factor = side // size
         grid = hu.reshape(size, factor, size, factor).mean(axis=(1, 3))
@@ -402,12 +445,23 @@ def _run_ct_job(job: _CTJob) -> list[dict]:
     for name, mirror, dose, divisor, seed in job.plan:
         sim = simulators[mirror]
         n_views = sim.full_views // divisor
-        image = window_hu(sim.simulate(dose, n_views, seed))
-        ssim = _ssim(window_hu(sim.input_hu), image)
+        image = apply_hu_window(sim.simulate(dose, n_views, seed))
+        ssim = _ssim(apply_hu_window(sim.input_hu), image)
         _write_tiff(job.folder / name, image)
-        records.append({"name": name, "source": job.source, "mirrored": mirror, "dose": dose, "n_views": n_views,
-                        "full_views": sim.full_views, "full_dose_i0": round(sim.full_dose_i0, 1), "seed": seed,
-                        "ssim": round(ssim, 4), "score": _on_grid(ssim_to_score(ssim), job.steps_per_unit)})
+        records.append(
+            {
+                "name": name,
+                "source": job.source,
+                "mirrored": mirror,
+                "dose": dose,
+                "n_views": n_views,
+                "full_views": sim.full_views,
+                "full_dose_i0": round(sim.full_dose_i0, 1),
+                "seed": seed,
+                "ssim": round(ssim, 4),
+                "score": _on_grid(ssim_to_score(ssim), job.steps_per_unit),
+            }
+        )
     return records
 
 
@@ -433,8 +487,10 @@ class _Split:
         return [f"{self.prefix}{i:0{self.digits}d}{self.suffix}" for i in rng.permutation(count)]
 
 
-CT_SPLITS = (_Split("ct_train", "image", "train.json", "", 4, ".tif", TRAIN_STEPS),
-             _Split("ct_test", "", "test.json", "test", 3, ".tiff", TEST_STEPS))
+CT_SPLITS = (
+    _Split("ct_train", "image", "train.json", "", 4, ".tif", TRAIN_STEPS),
+    _Split("ct_test", "", "test.json", "test", 3, ".tiff", TEST_STEPS),
+)
 
 
 def _ct_jobs(sources: Sequence[CTSource], settings: DemoSettings, out_dir: Path, seed: int) -> list[list[_CTJob]]:
@@ -450,8 +506,9 @@ def _ct_jobs(sources: Sequence[CTSource], settings: DemoSettings, out_dir: Path,
         for s_index, source in enumerate(members):
             hu, spacing = _to_grid(source, settings.ct_size)
             seeds = np.random.SeedSequence([seed, split_index, s_index]).generate_state(len(combos))
-            plan = tuple((names[s_index * len(combos) + c], m, d, v, int(seeds[c]))
-                         for c, (m, d, v) in enumerate(combos))
+            plan = tuple(
+                (names[s_index * len(combos) + c], m, d, v, int(seeds[c])) for c, (m, d, v) in enumerate(combos)
+            )
             jobs[-1].append(_CTJob(source.name, hu, spacing, folder, split.steps_per_unit, plan))
     return jobs
 
@@ -466,28 +523,25 @@ def _write_ct_labels(split: _Split, out_dir: Path, records: list[dict]) -> Path:
     return root
 
 
-def _mp_context() -> BaseContext:
-    """Fork where the platform has it: workers then inherit the loaded modules (MONAI and torch, pulled in by
-    ``scripts.transforms``) instead of importing them again, which costs more than a worker's share of the work.
-    The workers run only numpy/scipy/scikit-image code, so the usual fork-after-threads hazards do not apply."""
-    return get_context("fork" if "fork" in get_all_start_methods() else "spawn")
-
-
 def _run_jobs(jobs: list[_CTJob], workers: int, natural: Callable[[], Any] | None) -> list[list[dict]]:
     """Run the CT jobs (in worker processes when ``workers > 1``) and ``natural`` here meanwhile; keep job order."""
     if workers <= 1:
         if natural is not None:
             natural()
         return [_run_ct_job(job) for job in jobs]
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=_mp_context()) as pool:
+    with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
         futures = [pool.submit(_run_ct_job, job) for job in jobs]
         if natural is not None:
             natural()
         return [future.result() for future in futures]
 
 
-def build_ct_sets(out_dir: str | Path, seed: int = 0, settings: DemoSettings = DEFAULT_SETTINGS,
-                  natural: Callable[[], Any] | None = None) -> dict[str, Path]:
+def build_ct_sets(
+    out_dir: str | Path,
+    seed: int = 0,
+    settings: DemoSettings = DEFAULT_SETTINGS,
+    natural: Callable[[], Any] | None = None,
+) -> dict[str, Path]:
     """Write ``ct_train/`` and ``ct_test/`` in the LDCTIQAC layout.
 
     Args:
@@ -504,7 +558,7 @@ def build_ct_sets(out_dir: str | Path, seed: int = 0, settings: DemoSettings = D
     results = _run_jobs([job for split_jobs in per_split for job in split_jobs], settings.workers, natural)
     folders, start = {}, 0
     for split, split_jobs in zip(CT_SPLITS, per_split):
-        records = [record for batch in results[start:start + len(split_jobs)] for record in batch]
+        records = [record for batch in results[start : start + len(split_jobs)] for record in batch]
         folders[split.folder] = _write_ct_labels(split, out_dir, records)
         start += len(split_jobs)
     return folders
@@ -520,8 +574,9 @@ def _remove_stale(folder: Path, suffix: str, keep: set[str]) -> None:
             path.unlink()
 
 
-def build_demo_data(out_dir: str | Path, seed: int = 0, quick: bool = False,
-                    settings: DemoSettings | None = None) -> dict[str, Any]:
+def build_demo_data(
+    out_dir: str | Path, seed: int = 0, quick: bool = False, settings: DemoSettings | None = None
+) -> dict[str, Any]:
     """Build the natural and CT demo sets under ``out_dir``.
 
     Args:
@@ -542,9 +597,11 @@ def build_demo_data(out_dir: str | Path, seed: int = 0, quick: bool = False,
         natural["csv"] = build_natural_set(out_dir / "natural", seed, settings)
 
     ct = build_ct_sets(out_dir, seed, settings, natural=make_natural)
-    counts = {"natural": _count_rows(natural["csv"]),
-              "ct_train": len(json.loads((ct["ct_train"] / "train.json").read_text())),
-              "ct_test": len(json.loads((ct["ct_test"] / "test.json").read_text()))}
+    counts = {
+        "natural": _count_rows(natural["csv"]),
+        "ct_train": len(json.loads((ct["ct_train"] / "train.json").read_text())),
+        "ct_test": len(json.loads((ct["ct_test"] / "test.json").read_text())),
+    }
     return {"natural_csv": natural["csv"], **ct, "counts": counts, "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -560,7 +617,7 @@ def _score_summary(labels: dict[str, float]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line: build the demo sets and print what was written and how long it took."""
-    parser = argparse.ArgumentParser(prog="python -m scripts.demo_data", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.synthesis.demo_data", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="destination folder")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--quick", action="store_true", help="small 128x128 build for tests")

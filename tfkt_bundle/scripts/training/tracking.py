@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
 from monai.handlers import MLFlowHandler
 
-from .atomic import atomic_write_json
+from scripts.utils.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -22,14 +22,14 @@ class SafeMLFlowHandler(MLFlowHandler):
 
     * A tracking failure (store unreachable, disk full, bad value) logs one warning and switches tracking off for
       the rest of the run; training goes on.
-    * When the runner's ``--tracking mlflow`` has attached MONAI's own handler to the same engine, this one leaves
-      the per-iteration and per-epoch metrics to it (same run, no duplicate points) and adds only its parameters
-      and artifacts.
+
+    When the runner's ``--tracking mlflow`` adds MONAI's own handler to the same engines, the bundle configs pass
+    ``epoch_log=False`` here (see ``runner_tracking`` in ``configs/train.json``): metrics then go through the
+    runner's handler once, and this one adds only the run's parameters and artifacts to the same run.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._failed = False
-        self._deferring = False
         try:
             super().__init__(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - e.g. a tracking URI MLflow refuses
@@ -53,27 +53,9 @@ class SafeMLFlowHandler(MLFlowHandler):
 
         return guarded
 
-    def attach(self, engine: Engine) -> None:
-        if self._failed:
-            return
-        super().attach(engine)
-        engine.add_event_handler(Events.STARTED, self._check_other_tracker)
-
-    def _check_other_tracker(self, engine: Engine) -> None:
-        for handler, *_ in engine._event_handlers.get(Events.STARTED, []):
-            owner = getattr(handler, "__self__", None)
-            if isinstance(owner, MLFlowHandler) and not isinstance(owner, SafeMLFlowHandler):
-                self._deferring = True
-                logger.info("--tracking mlflow is on: metrics go through the runner's MLflow handler")
-                return
-
-    def iteration_completed(self, engine: Engine) -> None:
-        if not self._deferring:
-            super().iteration_completed(engine)
-
-    def epoch_completed(self, engine: Engine) -> None:
-        if not self._deferring:
-            super().epoch_completed(engine)
+    def attach(self, engine) -> None:
+        if not self._failed:  # a store refused at construction leaves nothing to attach
+            super().attach(engine)
 
 
 def write_run_config(path: str, params: Mapping[str, Any], config_file: str | Sequence[str] | None = None) -> str:

@@ -1,11 +1,11 @@
-"""Ignite handlers: quality-score correlations (``key_metric`` / ``additional_metrics``), progress, prediction reports.
+"""Ignite handlers: quality-score correlations (``key_metric`` / ``additional_metrics``) and prediction reports.
 
-Each wraps a cumulative metric of ``scripts.metrics`` in ``monai.handlers.IgniteMetricHandler``, like MONAI's
+Each wraps a cumulative metric of ``scripts.evaluation.metrics`` in ``monai.handlers.IgniteMetricHandler``, like MONAI's
 ``ROCAUC`` handler: the epoch's (prediction, label) pairs are buffered, gathered across ranks and scored at epoch end.
 Example (``validate#key_metric`` of a bundle config)::
 
     "val_score": {
-        "_target_": "scripts.handlers.ChallengeScore",
+        "_target_": "scripts.evaluation.handlers.ChallengeScore",
         "output_transform": "$monai.handlers.from_engine(['pred', 'label'])"
     }
 """
@@ -13,16 +13,16 @@ Example (``validate#key_metric`` of a bundle config)::
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import ProgressBar as _IgniteProgressBar
 from monai.handlers import IgniteMetricHandler
 
-from .atomic import atomic_write_json
+from scripts.utils.atomic import atomic_write_json
+
 from .metrics import (
     ChallengeScoreMetric,
     CorrelationMetric,
@@ -34,7 +34,7 @@ from .metrics import (
 )
 from .report import format_metrics, plot_scatter, write_predictions_csv
 
-__all__ = ["PLCC", "SROCC", "KROCC", "ChallengeScore", "ProgressBar", "PredictionReport"]
+__all__ = ["PLCC", "SROCC", "KROCC", "ChallengeScore", "PredictionReport"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class _CorrelationHandler(IgniteMetricHandler):
         output_transform: maps ``engine.state.output`` to ``(y_pred, y)``: batch-first tensors of shape (B, 1) or (B,),
             or lists of per-item tensors (what ``from_engine`` returns after MONAI's decollation).
         undefined_value: value reported, with a warning, when the statistic is undefined (e.g. an untrained network
-            predicting a constant); ``None`` raises instead. See ``scripts.metrics.CorrelationMetric``.
+            predicting a constant); ``None`` raises instead. See ``scripts.evaluation.metrics.CorrelationMetric``.
         save_details: also store the buffered (pred, label) tensors in ``engine.state.metric_details``.
     """
 
@@ -90,32 +90,12 @@ class ChallengeScore(_CorrelationHandler):
     metric_class = ChallengeScoreMetric
 
 
-class ProgressBar(_IgniteProgressBar):
-    """ignite's tqdm progress bar, configurable from a bundle config (MONAI engines call ``attach(engine)``).
-
-    Args:
-        desc: label in front of the bar.
-        output_transform: maps ``engine.state.output`` to values shown beside the bar (e.g. the loss).
-        persist: keep the finished bar on screen.
-        disable: None hides the bar when the output is not a terminal (logs stay readable), True always.
-    """
-
-    def __init__(self, desc: str | None = None, output_transform: Callable | None = None, persist: bool = False,
-                 disable: bool | None = None) -> None:
-        super().__init__(persist=persist, desc=desc, disable=disable)
-        self._output_transform = output_transform
-
-    def attach(self, engine: Engine, *args, **kwargs) -> None:  # type: ignore[override]
-        kwargs.setdefault("output_transform", self._output_transform)
-        super().attach(engine, *args, **kwargs)
-
-
 class PredictionReport:
     """Per-item predictions of an evaluation epoch, written out with the pooled metrics.
 
     Collects each item's name, prediction and (if present) label; at epoch end writes ``<prefix>_predictions.csv``
-    and, with labels, ``<prefix>_metrics.json`` (``scripts.metrics.summarize``: correlations, challenge score,
-    logistic-mapped PLCC, RMSE, bootstrap CIs) and ``<prefix>_scatter.png``. All writes are atomic.
+    and, with labels, ``<prefix>_metrics.json`` (``scripts.evaluation.metrics.summarize``: correlations, challenge
+    score, logistic-mapped PLCC, RMSE, bootstrap CIs) and ``<prefix>_scatter.png``. All writes are atomic.
 
     Args:
         output_dir: folder of the files.
@@ -126,8 +106,15 @@ class PredictionReport:
         extra_keys: item keys copied into each row (e.g. series and instance identifiers at inference).
     """
 
-    def __init__(self, output_dir: str, prefix: str = "val", only_best: bool = True, n_boot: int = 1000,
-                 print_report: bool = False, extra_keys: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        output_dir: str,
+        prefix: str = "val",
+        only_best: bool = True,
+        n_boot: int = 1000,
+        print_report: bool = False,
+        extra_keys: Sequence[str] = (),
+    ) -> None:
         self.output_dir = Path(output_dir)
         self.prefix = prefix
         self.only_best = only_best
@@ -171,8 +158,13 @@ class PredictionReport:
             logger.warning("%s metrics not written: %s", self.prefix, e)
             return
         atomic_write_json(self.output_dir / f"{self.prefix}_metrics.json", self.summary)
-        plot_scatter(pred, label, self.output_dir / f"{self.prefix}_scatter.png", title=f"{self.prefix} set",
-                     metrics=self.summary)
+        plot_scatter(
+            pred,
+            label,
+            self.output_dir / f"{self.prefix}_scatter.png",
+            title=f"{self.prefix} set",
+            metrics=self.summary,
+        )
         if self.print_report:
             print(format_metrics(self.summary))
 

@@ -178,7 +178,7 @@ def _pad_square(hu: np.ndarray) -> np.ndarray:
 def _crop_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Undo :func:`_pad_square`."""
     top, left = (image.shape[0] - shape[0]) // 2, (image.shape[1] - shape[1]) // 2
-    return image[top:top + shape[0], left:left + shape[1]]
+    return image[top : top + shape[0], left : left + shape[1]]
 
 
 def _outside_circle(size: int) -> np.ndarray:
@@ -287,9 +287,14 @@ class SliceSimulator:
     def reconstruct(self, line_integrals: np.ndarray) -> np.ndarray:
         """Filtered back-projection of line integrals to HU, float32, cropped to the input shape."""
         theta = projection_angles(line_integrals.shape[1])
-        mu = iradon(line_integrals / self.pixel_size_mm, theta, output_size=self.size,
-                    filter_name=self.config.filter_name, interpolation=self.config.interpolation,
-                    circle=self.circle)
+        mu = iradon(
+            line_integrals / self.pixel_size_mm,
+            theta,
+            output_size=self.size,
+            filter_name=self.config.filter_name,
+            interpolation=self.config.interpolation,
+            circle=self.circle,
+        )
         hu = 1000.0 * (mu / self.config.mu_water_per_mm - 1.0)
         if self._outside is not None:
             hu[self._outside] = AIR_HU
@@ -309,8 +314,9 @@ class SliceSimulator:
             counts += rng.normal(0.0, self.config.electronic_noise, size=counts.shape)
         return -np.log(np.maximum(counts, self.config.count_floor) / i0)
 
-    def simulate(self, dose: float = 1.0, n_views: int | None = None, seed: int | np.random.Generator = 0
-                 ) -> np.ndarray:
+    def simulate(
+        self, dose: float = 1.0, n_views: int | None = None, seed: int | np.random.Generator = 0
+    ) -> np.ndarray:
         """Simulate one scan at ``dose`` (fraction of calibrated full dose) and ``n_views`` views.
 
         Args:
@@ -378,9 +384,14 @@ class SliceSimulator:
         return int(n_views)
 
 
-def simulate_low_dose(hu: np.ndarray, dose: float = 1.0, n_views: int | None = None,
-                      seed: int | np.random.Generator = 0, pixel_size_mm: float = 1.0,
-                      config: SimulatorConfig | None = None) -> np.ndarray:
+def simulate_low_dose(
+    hu: np.ndarray,
+    dose: float = 1.0,
+    n_views: int | None = None,
+    seed: int | np.random.Generator = 0,
+    pixel_size_mm: float = 1.0,
+    config: SimulatorConfig | None = None,
+) -> np.ndarray:
     """Simulate a low-dose and/or sparse-view scan of a full-dose slice.
 
     Args:
@@ -397,8 +408,13 @@ def simulate_low_dose(hu: np.ndarray, dose: float = 1.0, n_views: int | None = N
     return SliceSimulator(hu, pixel_size_mm, config).simulate(dose, n_views, seed)
 
 
-def calibrate_full_dose(hu: np.ndarray, pixel_size_mm: float = 1.0, config: SimulatorConfig | None = None,
-                        target_noise_hu: float | None = None, n_probes: int = 2) -> FullDoseCalibration:
+def calibrate_full_dose(
+    hu: np.ndarray,
+    pixel_size_mm: float = 1.0,
+    config: SimulatorConfig | None = None,
+    target_noise_hu: float | None = None,
+    n_probes: int = 2,
+) -> FullDoseCalibration:
     """Calibrate the full-dose flux on a slice; reuse ``result.i0`` as ``SimulatorConfig(full_dose_i0=...)``.
 
     Args:

@@ -1,9 +1,9 @@
 """Prediction files and evaluation reports: read/write prediction CSVs, re-score them, print and plot the result.
 
-``rescore_csv`` is the entry point of the evaluate workflow and of the command line::
+``rescore_csv`` is the entry point of the rescoring workflow (``configs/rescore.json``) and of the command line::
 
-    python -m scripts.report predictions.csv --label-column radiologist_score --prediction-column prediction \\
-        --out-dir eval/
+    python -m scripts.evaluation.report predictions.csv --label-column radiologist_score \\
+        --prediction-column prediction --out-dir eval/
 """
 
 from __future__ import annotations
@@ -11,15 +11,17 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .atomic import atomic_path, atomic_write_json
-from .metrics import challenge_score, krocc, logistic_fit, plcc, srocc, summarize
+from scripts.utils.atomic import atomic_path, atomic_write_json
+
+from .metrics import logistic_fit, point_metrics, summarize
 
 __all__ = [
     "PredictionTable",
@@ -122,8 +124,7 @@ def write_predictions_csv(rows: Sequence[Mapping[str, Any]], path: str | os.Path
 
 def _metrics_legend(pred: np.ndarray, label: np.ndarray, metrics: Mapping[str, Any] | None) -> str:
     if metrics is None:
-        metrics = {"plcc": plcc(pred, label), "srocc": srocc(pred, label), "krocc": krocc(pred, label)}
-        metrics["score"] = challenge_score(pred, label)
+        metrics = point_metrics(pred, label)
     names = {"plcc": "PLCC", "srocc": "SROCC", "krocc": "KROCC", "score": "score"}
     return "raw: " + "  ".join(f"{name} {metrics[key]:.4f}" for key, name in names.items())
 
@@ -247,7 +248,7 @@ def rescore_csv(
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """Command-line entry: ``python -m scripts.report FILE --label-column A --prediction-column B [--out-dir D]``."""
+    """Command line: ``python -m scripts.evaluation.report FILE --label-column A --prediction-column B``."""
     parser = argparse.ArgumentParser(description=rescore_csv.__doc__.splitlines()[0])
     parser.add_argument("path", help="predictions CSV with a header line")
     parser.add_argument("--label-column", required=True)

@@ -6,7 +6,7 @@ Two layers live here:
   ``logistic_fit``, ``plcc_logistic``, ``rmse_logistic``, ``bootstrap_ci``, ``summarize``);
 * MONAI ``CumulativeIterationMetric`` classes that buffer an epoch of (prediction, label) pairs, gather them across
   ranks through MONAI's ``Cumulative`` machinery and apply the functions above at ``aggregate()`` time (the ignite
-  handlers wrapping them are in ``scripts.handlers``).
+  handlers wrapping them are in ``scripts.evaluation.handlers``).
 
 Conventions follow the LDCTIQAC 2023 challenge: SciPy ``pearsonr``, ``spearmanr`` (average ranks) and ``kendalltau``
 (tau-b) on raw predictions pooled over the test set; the overall score is |PLCC| + |SROCC| + |KROCC| with no logistic
@@ -17,13 +17,15 @@ logistic mapping are reported beside them, labelled as such.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from monai.metrics import CumulativeIterationMetric
 from scipy import optimize, stats
+
+from scripts.utils.scores import check_one_score_per_item
 
 __all__ = [
     "UndefinedStatisticError",
@@ -33,6 +35,7 @@ __all__ = [
     "srocc",
     "krocc",
     "challenge_score",
+    "point_metrics",
     "rmse",
     "logistic_fit",
     "plcc_logistic",
@@ -69,10 +72,7 @@ def _as_vector(values: object, name: str) -> np.ndarray:
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
     arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim == 0:
-        raise ValueError(f"{name} must be a sequence of scores, got a scalar")
-    if arr.size != arr.shape[0]:
-        raise ValueError(f"{name} must hold one score per item, shape (N,) or (N, 1), got shape {arr.shape}")
+    check_one_score_per_item(arr.shape, name)
     return arr.reshape(-1)
 
 
@@ -124,15 +124,18 @@ def krocc(pred: Sequence[float] | np.ndarray, label: Sequence[float] | np.ndarra
     return float(stats.kendalltau(p, y)[0])
 
 
+def point_metrics(pred: Sequence[float] | np.ndarray, label: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Raw ``plcc``, ``srocc``, ``krocc`` (signed) and the LDCTIQAC 2023 ``score`` |PLCC| + |SROCC| + |KROCC|."""
+    p, y = _check_pair(pred, label)
+    out = {"plcc": plcc(p, y), "srocc": srocc(p, y), "krocc": krocc(p, y)}
+    # The challenge takes absolute values, so a model whose scores run the other way is not penalised.
+    out["score"] = abs(out["plcc"]) + abs(out["srocc"]) + abs(out["krocc"])
+    return out
+
+
 def challenge_score(pred: Sequence[float] | np.ndarray, label: Sequence[float] | np.ndarray) -> float:
     """LDCTIQAC 2023 overall score |PLCC| + |SROCC| + |KROCC| on raw, pooled predictions (range 0-3)."""
-    p, y = _check_pair(pred, label)
-    return _score_from(plcc(p, y), srocc(p, y), krocc(p, y))
-
-
-def _score_from(plcc_value: float, srocc_value: float, krocc_value: float) -> float:
-    # The challenge takes absolute values, so a model whose scores run the other way is not penalised.
-    return abs(plcc_value) + abs(srocc_value) + abs(krocc_value)
+    return point_metrics(pred, label)["score"]
 
 
 def rmse(pred: Sequence[float] | np.ndarray, label: Sequence[float] | np.ndarray) -> float:
@@ -284,17 +287,13 @@ def logistic_fit(
     return LogisticMapping("linear", (float(slope), float(intercept)), fallback_reason=reason)
 
 
-def plcc_logistic(
-    pred: Sequence[float] | np.ndarray, label: Sequence[float] | np.ndarray, params: int = 4
-) -> float:
+def plcc_logistic(pred: Sequence[float] | np.ndarray, label: Sequence[float] | np.ndarray, params: int = 4) -> float:
     """PLCC after mapping predictions with a fitted ``params``-parameter logistic (see ``logistic_fit``)."""
     x, y = _check_pair(pred, label)
     return plcc(logistic_fit(x, y, params=params)(x), y)
 
 
-def rmse_logistic(
-    pred: Sequence[float] | np.ndarray, label: Sequence[float] | np.ndarray, params: int = 4
-) -> float:
+def rmse_logistic(pred: Sequence[float] | np.ndarray, label: Sequence[float] | np.ndarray, params: int = 4) -> float:
     """RMSE after mapping predictions with a fitted ``params``-parameter logistic (see ``logistic_fit``)."""
     x, y = _check_pair(pred, label)
     return rmse(logistic_fit(x, y, params=params)(x), y)
@@ -306,9 +305,9 @@ def rmse_logistic(
 
 
 def _bootstrap(
-    pred: np.ndarray, label: np.ndarray, stat_fns: Mapping[str, Callable], n_boot: int, seed: int
+    pred: np.ndarray, label: np.ndarray, stats_fn: Callable[..., Mapping[str, float]], n_boot: int, seed: int
 ) -> dict[str, np.ndarray]:
-    """Evaluate each statistic on ``n_boot`` resamples of the items (with replacement), the same resamples for all.
+    """Evaluate ``stats_fn`` (named statistics of one (pred, label) set) on ``n_boot`` resamples of the items.
 
     Resamples on which the statistics are undefined (e.g. every drawn label equal, possible for tiny sets) are
     skipped with a warning, since a percentile CI over the remaining ones is still meaningful.
@@ -317,21 +316,23 @@ def _bootstrap(
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     rng = np.random.default_rng(seed)
     n = pred.shape[0]
-    values: dict[str, list[float]] = {name: [] for name in stat_fns}
+    values: dict[str, list[float]] = {}
     skipped = 0
     for _ in range(n_boot):
         idx = rng.integers(0, n, size=n)
         try:
-            drawn = {name: float(fn(pred[idx], label[idx])) for name, fn in stat_fns.items()}
+            drawn = stats_fn(pred[idx], label[idx])
         except UndefinedStatisticError:
             skipped += 1
             continue
         for name, value in drawn.items():
-            values[name].append(value)
+            values.setdefault(name, []).append(float(value))
     if skipped == n_boot:
         raise UndefinedStatisticError(f"the statistic is undefined on all {n_boot} bootstrap resamples")
     if skipped:
-        warnings.warn(f"{skipped} of {n_boot} bootstrap resamples were degenerate and skipped", RuntimeWarning)
+        warnings.warn(
+            f"{skipped} of {n_boot} bootstrap resamples were degenerate and skipped", RuntimeWarning, stacklevel=3
+        )
     return {name: np.asarray(v) for name, v in values.items()}
 
 
@@ -364,7 +365,7 @@ def bootstrap_ci(
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     p, y = _check_pair(pred, label)
-    return _percentile_ci(_bootstrap(p, y, {"stat": stat_fn}, n_boot, seed)["stat"], alpha)
+    return _percentile_ci(_bootstrap(p, y, lambda a, b: {"stat": stat_fn(a, b)}, n_boot, seed)["stat"], alpha)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -391,8 +392,7 @@ def summarize(
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     p, y = _check_pair(pred, label)
     fit4, fit5 = logistic_fit(p, y, params=4), logistic_fit(p, y, params=5)
-    out: dict = {"n": int(p.shape[0]), "plcc": plcc(p, y), "srocc": srocc(p, y), "krocc": krocc(p, y)}
-    out["score"] = _score_from(out["plcc"], out["srocc"], out["krocc"])
+    out: dict = {"n": int(p.shape[0]), **point_metrics(p, y)}
     out["rmse"] = rmse(p, y)
     out["plcc_logistic4"] = plcc(fit4(p), y)
     out["plcc_logistic5"] = plcc(fit5(p), y)
@@ -407,8 +407,7 @@ def _summary_cis(p: np.ndarray, y: np.ndarray, n_boot: int, alpha: float, seed: 
     keys = ("plcc", "srocc", "krocc", "score")
     if n_boot == 0:
         return {f"{k}_ci": None for k in keys} | {"n_boot": 0, "ci_level": None, "seed": seed}
-    samples = _bootstrap(p, y, {"plcc": plcc, "srocc": srocc, "krocc": krocc}, n_boot, seed)
-    samples["score"] = np.abs(samples["plcc"]) + np.abs(samples["srocc"]) + np.abs(samples["krocc"])
+    samples = _bootstrap(p, y, point_metrics, n_boot, seed)
     cis = {f"{k}_ci": _percentile_ci(samples[k], alpha) for k in keys}
     return cis | {"n_boot": n_boot, "ci_level": 1.0 - alpha, "seed": seed}
 
@@ -420,10 +419,7 @@ def _summary_cis(p: np.ndarray, y: np.ndarray, n_boot: int, alpha: float, seed: 
 
 def _one_score_per_item(values: torch.Tensor, name: str) -> torch.Tensor:
     """(B,) or (B, 1) -> (B,); anything with more than one value per item is an error, not silently flattened."""
-    if values.ndim == 0:
-        raise ValueError(f"{name} must be batch-first, got a scalar")
-    if values.numel() != values.shape[0]:
-        raise ValueError(f"{name} must hold one score per item, shape (B,) or (B, 1), got {tuple(values.shape)}")
+    check_one_score_per_item(values.shape, name)
     # Floating dtypes are kept: float64 labels such as 8/3 would otherwise lose digits before SciPy sees them.
     return values.reshape(-1) if values.is_floating_point() else values.reshape(-1).double()
 
@@ -470,7 +466,9 @@ class CorrelationMetric(CumulativeIterationMetric):
         except UndefinedStatisticError as err:
             if self.undefined_value is None:
                 raise
-            warnings.warn(f"{type(self).__name__}: {err}; returning {self.undefined_value}", RuntimeWarning)
+            warnings.warn(
+                f"{type(self).__name__}: {err}; returning {self.undefined_value}", RuntimeWarning, stacklevel=2
+            )
             return float(self.undefined_value)
 
 

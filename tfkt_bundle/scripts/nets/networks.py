@@ -14,7 +14,7 @@ training sees the unclamped value so that gradients flow at the scale's ends.
   linear head. The published bridge discards all spatial layout although noise and streaks are local textures;
   keeping the map as tokens is the approach of TOPIQ, TReS and MANIQA for natural images.
 
-Weights are never loaded in a constructor: see ``scripts.weights``.
+Weights are never loaded in a constructor: see ``scripts.nets.weights``.
 """
 
 from __future__ import annotations
@@ -127,7 +127,12 @@ class SpatialHybridIQA(nn.Module):
         feat_chs = self.backbone.feature_info.channels()[self.feature_index]
         self.proj = nn.Sequential(nn.Conv2d(feat_chs, embed_dim, 1), nn.GELU())
         layer = nn.TransformerEncoderLayer(
-            embed_dim, num_heads, int(embed_dim * mlp_ratio), dropout, activation="gelu", batch_first=True,
+            embed_dim,
+            num_heads,
+            int(embed_dim * mlp_ratio),
+            dropout,
+            activation="gelu",
+            batch_first=True,
             norm_first=True,
         )
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
@@ -184,8 +189,9 @@ class TFKTV2Net(nn.Module):
         self.bridge_side = bridge_side
         self.cnn = efficientnet_v2_l(weights=None)
         stem = self.cnn.features[0][0]
-        self.cnn.features[0][0] = nn.Conv2d(1, stem.out_channels, stem.kernel_size, stem.stride, stem.padding,
-                                            bias=False)
+        self.cnn.features[0][0] = nn.Conv2d(
+            1, stem.out_channels, stem.kernel_size, stem.stride, stem.padding, bias=False
+        )
         self.cnn.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(1280, bridge_side * bridge_side))
         self.transformer = swin_v2_b(weights=None)
         patch = self.transformer.features[0][0]
@@ -209,7 +215,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "hybrid_lite0": {"cls": SpatialHybridIQA, "backbone": "tf_efficientnet_lite0", "embed_dim": 128, "depth": 2},
     # A few-thousand-parameter variant for tests and smoke runs.
     "hybrid_tiny": {
-        "cls": SpatialHybridIQA, "backbone": "test_efficientnet", "embed_dim": 32, "depth": 1, "num_heads": 2,
+        "cls": SpatialHybridIQA,
+        "backbone": "test_efficientnet",
+        "embed_dim": 32,
+        "depth": 1,
+        "num_heads": 2,
         "max_tokens_side": 8,
     },
 }

@@ -1,0 +1,1 @@
+"""Clinical outputs of scoring: per-series summaries of slice scores."""

@@ -1,0 +1,99 @@
+"""2-D image files (LDCTIQAC float TIFF, PNG, JPEG, BMP) read as one already-windowed slice in [0, 1]."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .kinds import IMAGE_SUFFIXES, PIL_SUFFIXES, TIFF_SUFFIXES
+
+__all__ = ["read_image_file", "UNIT_RANGE_TOLERANCE"]
+
+UNIT_RANGE_TOLERANCE = 1e-3
+# ITU-R BT.601 luma weights: the same as Pillow's convert("L") and OpenCV, computed in float without 8-bit rounding.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def read_image_file(path: str | os.PathLike) -> np.ndarray:
+    """Read a 2-D image file as float32 (H, W) in [0, 1].
+
+    - TIFF (tifffile): float data is kept as is and must lie in [0, 1] within 1e-3 (LDCTIQAC slices); 8/16-bit
+      unsigned integers are divided by 255/65535. Signed integers are refused: they are raw CT values, whose
+      window is unknown (give such data as DICOM or NIfTI).
+    - PNG/JPEG/BMP (Pillow): 8-bit / 16-bit gray divided by 255 / 65535; colour images become BT.601 luminance.
+
+    Raises:
+        ValueError: not a single 2-D image, or values outside the expected range.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        return _to_unit_gray(_read_tiff(path), path)
+    if suffix in PIL_SUFFIXES:
+        return _read_pil(path)
+    raise ValueError(f"{path}: unsupported image type {suffix!r} (expected one of {', '.join(IMAGE_SUFFIXES)})")
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    array = tifffile.imread(path)
+    while array.ndim > 2 and 1 in array.shape:  # (1, H, W) pages or (H, W, 1) samples; keep a 1-row image 2-D
+        array = np.squeeze(array, axis=array.shape.index(1))
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        return _luminance(array[..., :3], path)
+    if array.ndim != 2:
+        raise ValueError(f"{path}: expected a single 2-D slice, got a TIFF of shape {array.shape}")
+    return array
+
+
+def _read_pil(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        mode = image.mode
+        if mode.startswith("I;16") or mode == "I":  # 16-bit PNG (Pillow may widen it to 32-bit "I")
+            return _to_unit_gray(np.asarray(image).astype(np.int64), path, max_value=65535)
+        if mode == "F":
+            return _to_unit_gray(np.asarray(image, dtype=np.float32), path)
+        if mode in ("L", "LA", "1"):
+            return np.asarray(image.convert("L"), dtype=np.float32) / np.float32(255)
+        rgb = np.asarray(image.convert("RGB"))
+    return _luminance(rgb, path)
+
+
+def _luminance(rgb: np.ndarray, path: Path) -> np.ndarray:
+    unit = _to_unit_gray(rgb, path)
+    return np.tensordot(unit, LUMA_WEIGHTS, axes=([-1], [0])).astype(np.float32)
+
+
+def _to_unit_gray(array: np.ndarray, path: Path, max_value: int | None = None) -> np.ndarray:
+    """Scale integers by their bit depth, check floats are already in [0, 1]; return float32."""
+    if array.dtype == bool:
+        return array.astype(np.float32)
+    if np.issubdtype(array.dtype, np.floating):
+        return _checked_unit_float(array.astype(np.float32), path)
+    if max_value is None and array.dtype in (np.uint8, np.uint16):
+        max_value = int(np.iinfo(array.dtype).max)
+    if max_value is None:
+        raise ValueError(
+            f"{path}: {array.dtype} pixels have no fixed [0, 1] scaling (raw CT values?); "
+            "give HU data as DICOM or NIfTI, or windowed data as float in [0, 1] or 8/16-bit unsigned"
+        )
+    if array.size and (int(array.min()) < 0 or int(array.max()) > max_value):
+        raise ValueError(f"{path}: pixel values [{int(array.min())}, {int(array.max())}] fall outside [0, {max_value}]")
+    return array.astype(np.float32) / np.float32(max_value)
+
+
+def _checked_unit_float(array: np.ndarray, path: Path) -> np.ndarray:
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{path}: image contains NaN or infinite values")
+    low, high = float(array.min()), float(array.max())
+    if low < -UNIT_RANGE_TOLERANCE or high > 1 + UNIT_RANGE_TOLERANCE:
+        raise ValueError(
+            f"{path}: float values span [{low:.4g}, {high:.4g}]; expected an already-windowed slice in [0, 1] "
+            f"(tolerance {UNIT_RANGE_TOLERANCE})"
+        )
+    return np.clip(array, 0.0, 1.0, out=array)

@@ -1,0 +1,1 @@
+"""Evaluation: correlation statistics and the challenge score, ignite metric handlers, prediction reports."""

@@ -1,0 +1,1 @@
+"""Networks (hybrid CNN -> transformer regressors) and their initial weights from local files."""
