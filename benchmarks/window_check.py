@@ -36,12 +36,7 @@ sys.path.insert(0, str(REPO_ROOT / "tfkt_bundle"))
 
 from scripts.ctio.dicom import find_dicom_series, iter_series_slices  # noqa: E402
 from scripts.ctio.images import read_image_file  # noqa: E402
-from scripts.ctio.window import (  # noqa: E402
-    DEFAULT_HU_WINDOW,
-    apply_hu_window,
-    hu_window_from_level_width,
-    invert_hu_window,
-)
+from scripts.ctio.window import DEFAULT_HU_WINDOW, apply_hu_window, hu_window_from_level_width, invert_hu_window  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 SOFT_TISSUE_WINDOW_HU = hu_window_from_level_width(40, 350)

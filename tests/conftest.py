@@ -38,6 +38,35 @@ def shared_reference_predictions() -> Path:
     return _shared_dir("reference", "tfkt_v2_ldctiqac_test_predictions.csv")
 
 
+@pytest.fixture
+def synthetic_folder(tmp_path: Path) -> dict:
+    """Series A (3 slices, shuffled names, InstanceNumber against position), series B in a sub-folder, junk files."""
+    from pydicom.uid import generate_uid
+
+    from dicom_helpers import raw_slice, write_ct_slice
+
+    uid_a, uid_b = generate_uid(), generate_uid()
+    raws = {z: raw_slice(int(z)) for z in (10.0, 0.0, 5.0)}
+    # File names and instance numbers deliberately disagree with the position order 0, 5, 10.
+    for name, instance, z in (("b_1", 3, 10.0), ("c_2", 1, 0.0), ("a_3", 2, 5.0)):
+        write_ct_slice(tmp_path / name, raws[z], series_uid=uid_a, instance=instance, position=(0, 0, z))
+    (tmp_path / "sub").mkdir()
+    for k in range(2):
+        write_ct_slice(
+            tmp_path / "sub" / f"s{k}.dcm",
+            raw_slice(100 + k),
+            series_uid=uid_b,
+            instance=k + 1,
+            position=(0, 0, 2.0 * k),
+            description="second",
+        )
+    (tmp_path / "notes.txt").write_text("not an image")
+    write_ct_slice(
+        tmp_path / "mr.dcm", raw_slice(7), series_uid=generate_uid(), instance=1, position=(0, 0, 0), modality="MR"
+    )
+    return {"root": tmp_path, "uid_a": uid_a, "uid_b": uid_b, "raws": raws}
+
+
 def _noise_image(rng, score: float, size: int):
     """A [0, 1] slice whose noise grows as the score falls: something a tiny network can learn quickly."""
     import numpy as np

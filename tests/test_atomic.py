@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from scripts.atomic import atomic_path, atomic_write_json, atomic_write_text
+from scripts.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
 
 
 def test_write_replaces_and_leaves_no_temporary(tmp_path):

@@ -15,8 +15,17 @@ from conftest import BUNDLE_ROOT, REPO_ROOT
 CONFIGS = BUNDLE_ROOT / "configs"
 META = CONFIGS / "metadata.json"
 SPEC_SCHEMA = Path(__file__).parent / "data" / "meta_schema_spec.json"
-TENSOR_KEYS = {"type", "format", "modality", "num_channels", "spatial_shape", "dtype", "value_range",
-               "is_patch_data", "channel_def"}
+TENSOR_KEYS = {
+    "type",
+    "format",
+    "modality",
+    "num_channels",
+    "spatial_shape",
+    "dtype",
+    "value_range",
+    "is_patch_data",
+    "channel_def",
+}
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +34,20 @@ def meta() -> dict:
 
 
 def test_mandatory_fields_and_types(meta):
-    for key in ("version", "monai_version", "pytorch_version", "numpy_version", "task", "description", "authors",
-                "copyright", "intended_use", "data_source", "data_type", "schema"):
+    for key in (
+        "version",
+        "monai_version",
+        "pytorch_version",
+        "numpy_version",
+        "task",
+        "description",
+        "authors",
+        "copyright",
+        "intended_use",
+        "data_source",
+        "data_type",
+        "schema",
+    ):
         assert isinstance(meta[key], str) and meta[key], key
     assert isinstance(meta["required_packages_version"], dict) and meta["required_packages_version"]
     assert isinstance(meta["references"], list) and len(meta["references"]) >= 2
@@ -39,7 +60,12 @@ def test_network_data_format(meta):
     image, pred = fmt["inputs"]["image"], fmt["outputs"]["pred"]
     for tensor in (image, pred):
         assert TENSOR_KEYS <= set(tensor)
-    assert (image["num_channels"], image["dtype"], image["value_range"], image["modality"]) == (1, "float32", [0, 1], "CT")
+    assert (image["num_channels"], image["dtype"], image["value_range"], image["modality"]) == (
+        1,
+        "float32",
+        [0, 1],
+        "CT",
+    )
     assert (pred["num_channels"], pred["dtype"], pred["value_range"]) == (1, "float32", [0, 4])
 
 
@@ -52,8 +78,11 @@ def test_versions_match_the_installed_stack(meta):
 
 
 def test_required_packages_match_requirements_txt(meta):
-    pins = dict(line.split("==") for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
-                if "==" in line and not line.startswith("#"))
+    pins = dict(
+        line.split("==")
+        for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
     for name, pinned in meta["required_packages_version"].items():
         assert pins.get(name) == pinned, name
 
@@ -68,36 +97,92 @@ def test_verify_metadata_with_a_local_schema(tmp_path):
 
 
 # Override files are merged over train.json, as the model zoo does for evaluate/multi-GPU configs.
-OVERRIDES = {"pretrain.json", "multi_gpu_train.json"}
+OVERRIDES = {"pretrain.json", "multi_gpu_train.json", "evaluate.json"}
+STANDALONE = {"train.json", "inference.json", "rescore.json"}
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.json") if p.name != "metadata.json"))
-def test_every_config_parses(name, monkeypatch):
-    monkeypatch.chdir(BUNDLE_ROOT)  # "%configs/common.json#..." macros are relative to the bundle root
+def test_every_config_is_an_override_or_stands_alone():
+    names = {p.name for p in CONFIGS.glob("*.json")} - {"metadata.json"}
+    assert names == OVERRIDES | STANDALONE
+
+
+@pytest.mark.parametrize("name", sorted(OVERRIDES | STANDALONE))
+def test_every_config_parses_from_any_working_directory(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may resolve against the working directory
     files = [str(CONFIGS / "train.json"), str(CONFIGS / name)] if name in OVERRIDES else [str(CONFIGS / name)]
     parser = ConfigParser()
     parser.read_config(files)
     parser.resolve_macro_and_relative_ids()
-    assert "imports" in parser.get() and "network_def" in parser.get()
+    config = parser.get()
+    assert "imports" in config and "run" in config
+    assert not any(isinstance(v, str) and v.startswith("%") and ".json" in v for v in _leaves(config))
 
 
-def test_inference_network_matches_common():
-    """inference.json stands alone for deployment tools; its network must equal the shared one."""
-    common = json.loads((CONFIGS / "common.json").read_text())
+def _leaves(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
+# inference.json stands alone for deployment tools (MONAI Deploy and Label load it by itself): these ids copy
+# train.json's and must stay equal to them.
+COPIED_IDS = ("bundle_root", "ckpt_dir", "device", "hu_window", "network_preset", "network_def", "network")
+
+
+def test_inference_copies_equal_train():
+    train = json.loads((CONFIGS / "train.json").read_text())
     inference = json.loads((CONFIGS / "inference.json").read_text())
-    for key in ("network_def", "network_preset", "score_range"):
-        assert inference[key] == common[key], key
+    for key in COPIED_IDS:
+        assert inference[key] == train[key], key
+    assert inference["ckpt_path"] == train["model_path"]  # inference scores what fine-tuning writes
+    assert set(inference["imports"]) <= set(train["imports"]) | {
+        "$import scripts.clinical.summary",
+        "$import scripts.ctio.slices",
+        "$import scripts.data.stream",
+    }
+
+
+def test_defaults_come_from_their_one_home(meta):
+    from scripts.ctio.window import DEFAULT_HU_WINDOW
+    from scripts.utils.scores import SCORE_RANGE
+
+    for name in ("train.json", "inference.json"):
+        parser = ConfigParser()
+        parser.read_config(str(CONFIGS / name))
+        assert tuple(parser.get_parsed_content("hu_window")) == DEFAULT_HU_WINDOW
+    assert tuple(meta["network_data_format"]["outputs"]["pred"]["value_range"]) == SCORE_RANGE
+    assert "[-1000, 400]" in meta["network_data_format"]["inputs"]["image"]["channel_def"]["0"]
+    assert DEFAULT_HU_WINDOW == (-1000.0, 400.0)
+
+
+def test_the_bundle_folder_is_self_contained():
+    licence = BUNDLE_ROOT / "LICENSE"
+    assert licence.is_file() and not licence.is_symlink()  # a copied bundle keeps its licence
+    assert licence.read_text() == (REPO_ROOT / "LICENSE").read_text()
+    assert (BUNDLE_ROOT / "models" / "README.md").is_file()
 
 
 @pytest.mark.parametrize("n", [16, 4])  # 512x512 and 128x128 slices
 def test_verify_net_in_out(n, monkeypatch):
     monkeypatch.chdir(BUNDLE_ROOT)
-    verify_net_in_out(net_id="network_def", meta_file=str(META), config_file=str(CONFIGS / "inference.json"),
-                      device="cpu", n=n)
+    verify_net_in_out(
+        net_id="network_def", meta_file=str(META), config_file=str(CONFIGS / "inference.json"), device="cpu", n=n
+    )
 
 
 def test_verify_net_in_out_catches_a_wrong_channel_count(monkeypatch):
     monkeypatch.chdir(BUNDLE_ROOT)
     with pytest.raises(ValueError, match="expected input of shape"):
-        verify_net_in_out(net_id="network_def", meta_file=str(META), config_file=str(CONFIGS / "inference.json"),
-                          device="cpu", n=1, **{"_meta_#network_data_format#inputs#image#num_channels": 3})
+        verify_net_in_out(
+            net_id="network_def",
+            meta_file=str(META),
+            config_file=str(CONFIGS / "inference.json"),
+            device="cpu",
+            n=1,
+            **{"_meta_#network_data_format#inputs#image#num_channels": 3},
+        )

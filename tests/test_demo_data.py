@@ -1,4 +1,4 @@
-"""Tests of scripts.demo_data on the quick build: layouts, readers, score rules, determinism and clean re-runs."""
+"""Tests of scripts.synthesis.demo_data (quick build): layouts, readers, score rules, determinism, clean re-runs."""
 
 import csv
 import json
@@ -11,8 +11,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from scripts.datasets import read_csv_dataset, read_ldctiqac
-from scripts.demo_data import (
+from scripts.data.datasets import read_csv_dataset, read_ldctiqac
+from scripts.synthesis.demo_data import (
     DISTORTIONS,
     QUICK_SETTINGS,
     build_ct_sets,
@@ -118,8 +118,12 @@ def test_ct_train_and_test_sources_are_disjoint(demo: dict):
 
 def test_ct_sources_are_distinct_real_slices():
     sources = load_ct_sources()
-    assert [s.name for s in sources] == ["explicit_VR-UN.dcm", "J2K_pixelrep_mismatch.dcm", "CT_small.dcm",
-                                         "693_UNCR.dcm"]
+    assert [s.name for s in sources] == [
+        "explicit_VR-UN.dcm",
+        "J2K_pixelrep_mismatch.dcm",
+        "CT_small.dcm",
+        "693_UNCR.dcm",
+    ]
     for source in sources:
         assert source.hu.ndim == 2 and source.hu.min() >= -1000.0 and source.spacing_mm > 0
         assert np.percentile(source.hu, 99) > 100.0  # real anatomy with tissue and bone, not a blank frame
@@ -155,8 +159,10 @@ def test_worker_processes_give_the_same_files_and_other_seeds_do_not(tmp_path: P
     for rel in ("ct_train/train.json", "ct_test/test.json", "ct_train/degradations.json"):
         assert (tmp_path / "one" / rel).read_text() == (tmp_path / "two" / rel).read_text(), rel
     name = sorted(p.name for p in (tmp_path / "one" / "ct_train" / "image").glob("*.tif"))[5]
-    np.testing.assert_array_equal(tifffile.imread(tmp_path / "one" / "ct_train" / "image" / name),
-                                  tifffile.imread(tmp_path / "two" / "ct_train" / "image" / name))
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "one" / "ct_train" / "image" / name),
+        tifffile.imread(tmp_path / "two" / "ct_train" / "image" / name),
+    )
     build_ct_sets(tmp_path / "three", seed=1, settings=settings)
     other = json.loads((tmp_path / "three" / "ct_train" / "degradations.json").read_text())
     same = json.loads((tmp_path / "one" / "ct_train" / "degradations.json").read_text())

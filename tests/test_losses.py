@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy import stats
 
-from scripts.losses import IQALoss, MSELoss, NormInNormLoss, PLCCLoss
+from scripts.training.losses import IQALoss, MSELoss, NormInNormLoss, PLCCLoss
 
 ALL_LOSSES = {
     "mse": MSELoss,
@@ -83,10 +83,7 @@ def test_mse_is_not_scale_invariant():
 
 
 @pytest.mark.parametrize("key", list(ALL_LOSSES))
-@pytest.mark.parametrize(
-    "case",
-    ["random", "single_item", "constant_labels", "constant_predictions", "perfect"],
-)
+@pytest.mark.parametrize("case", ["random", "single_item", "constant_labels", "constant_predictions", "perfect"])
 def test_gradients_are_finite(key, case):
     pred, label = _pair(n=8)
     if case == "single_item":

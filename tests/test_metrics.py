@@ -11,8 +11,8 @@ from monai.engines import SupervisedEvaluator
 from monai.handlers import from_engine
 from scipy import stats
 
-from scripts import handlers, metrics
-from scripts.metrics import UndefinedStatisticError
+from scripts.evaluation import handlers, metrics
+from scripts.evaluation.metrics import UndefinedStatisticError
 
 # Hand-computed example with ties in both vectors (see test_hand_computed_example_with_ties for the arithmetic).
 TIES_PRED = [1.0, 2.0, 2.0, 3.0]
@@ -197,6 +197,33 @@ def test_summarize_matches_scipy_and_its_own_bootstrap():
 def test_summarize_without_bootstrap_has_no_intervals():
     summary = metrics.summarize(*_scored_set(30), n_boot=0)
     assert summary["plcc_ci"] is None and summary["score_ci"] is None and summary["n_boot"] == 0
+
+
+def _resampled(pred, label, stat, n_boot: int, seed: int) -> np.ndarray:
+    """The bootstrap statistics, drawn independently of the module with the same generator calls."""
+    rng = np.random.default_rng(seed)
+    n = len(pred)
+    return np.array([stat(pred[idx], label[idx]) for idx in (rng.integers(0, n, size=n) for _ in range(n_boot))])
+
+
+def test_bootstrap_ci_bounds_are_the_two_sided_quantiles():
+    pred, label = _scored_set(30, seed=2, noise=1.0)
+    samples = _resampled(pred, label, lambda p, y: stats.pearsonr(p, y)[0], n_boot=300, seed=11)
+    ci95 = metrics.bootstrap_ci(pred, label, metrics.plcc, n_boot=300, seed=11)
+    ci90 = metrics.bootstrap_ci(pred, label, metrics.plcc, n_boot=300, alpha=0.1, seed=11)
+    assert ci95 == pytest.approx(tuple(np.quantile(samples, [0.025, 0.975])), abs=1e-12)
+    assert ci90 == pytest.approx(tuple(np.quantile(samples, [0.05, 0.95])), abs=1e-12)
+    assert ci95[0] < ci90[0] < ci90[1] < ci95[1]
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.2])
+def test_summarize_score_ci_is_the_quantile_of_resampled_challenge_scores(alpha):
+    pred, label = _scored_set(30, seed=4, noise=1.0)
+    samples = _resampled(pred, label, lambda p, y: _scipy_all(p, y)["score"], n_boot=150, seed=5)
+    summary = metrics.summarize(pred, label, n_boot=150, alpha=alpha, seed=5)
+    expected = np.quantile(samples, [alpha / 2, 1 - alpha / 2])
+    assert summary["score_ci"] == pytest.approx(tuple(expected), abs=1e-12)
+    assert summary["ci_level"] == pytest.approx(1 - alpha)
 
 
 # ------------------------------------------------------------------------------------------------------------------

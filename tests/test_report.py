@@ -5,8 +5,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from ignite.engine import Engine, Events
 
-from scripts import metrics, report
+from scripts.evaluation import metrics, report
+from scripts.evaluation.handlers import PredictionReport
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -165,3 +168,61 @@ def test_command_line_entry(small_csv, tmp_path, capsys):
     result = report.main(args + ["--out-dir", str(tmp_path / "eval")])
     assert (tmp_path / "eval" / report.METRICS_FILENAME).exists()
     assert result["n_boot"] == 20 and "PLCC" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# PredictionReport in an ignite engine
+# ------------------------------------------------------------------------------------------------------------------
+
+REPORT_LABELS = [0.4, 3.0, 1.2, 2.6, 4.0]
+BEST_EPOCHS = {1: 1, 2: 1, 3: 3, 4: 3}  # epoch -> best_metric_epoch after it: epochs 2 and 4 do not improve
+
+
+def _epoch_predictions(epoch: int) -> list[float]:
+    """Different per epoch, in values and in correlation with the labels."""
+    return (np.roll([0.5, 1.5, 2.0, 3.0, 3.5], epoch) + 0.01 * epoch).tolist()
+
+
+def _run_report(tmp_path, only_best: bool) -> list[pd.DataFrame]:
+    """Four epochs over batches of 2 + 2 + 1 items; returns the CSV as it stands after each epoch."""
+    items = [{"name": f"img{k}", "label": y} for k, y in enumerate(REPORT_LABELS)]
+
+    def step(engine, batch):
+        preds = _epoch_predictions(engine.state.epoch)
+        return [{"pred": torch.tensor([preds[int(i["name"][3:])]]), "label": torch.tensor([i["label"]])} for i in batch]
+
+    def key_metric(engine):
+        engine.state.best_metric_epoch = BEST_EPOCHS[engine.state.epoch]
+
+    engine = Engine(step)
+    # Registered before the report, as the evaluator's key-metric handler is: the report sees this epoch's best.
+    engine.add_event_handler(Events.EPOCH_COMPLETED, key_metric)
+    PredictionReport(str(tmp_path), prefix="val", only_best=only_best, n_boot=0).attach(engine)
+    snapshots = []
+    engine.add_event_handler(
+        Events.EPOCH_COMPLETED, lambda e: snapshots.append(pd.read_csv(tmp_path / "val_predictions.csv"))
+    )
+    engine.run([items[0:2], items[2:4], items[4:]], max_epochs=4)
+    return snapshots
+
+
+def _check_csv(frame: pd.DataFrame, epoch: int) -> None:
+    assert frame.columns.tolist() == ["name", "prediction", "label"]
+    assert frame["name"].tolist() == [f"img{k}" for k in range(len(REPORT_LABELS))]
+    np.testing.assert_allclose(frame["prediction"], _epoch_predictions(epoch), rtol=1e-6)
+    np.testing.assert_allclose(frame["label"], REPORT_LABELS, rtol=1e-6)
+
+
+def test_prediction_report_writes_only_on_best_epochs(tmp_path):
+    snapshots = _run_report(tmp_path, only_best=True)
+    for snapshot, epoch in zip(snapshots, BEST_EPOCHS.values()):
+        _check_csv(snapshot, epoch)
+    written = json.loads((tmp_path / "val_metrics.json").read_text())
+    assert written["n"] == len(REPORT_LABELS) and written["score_ci"] is None
+    assert written["plcc"] == pytest.approx(np.corrcoef(_epoch_predictions(3), REPORT_LABELS)[0, 1], abs=1e-5)
+
+
+def test_prediction_report_writes_every_epoch_without_only_best(tmp_path):
+    snapshots = _run_report(tmp_path, only_best=False)
+    for snapshot, epoch in zip(snapshots, BEST_EPOCHS):
+        _check_csv(snapshot, epoch)

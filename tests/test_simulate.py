@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage.transform import radon
 
-from scripts.simulate import (
+from scripts.synthesis.simulate import (
     SimulatorConfig,
     SliceSimulator,
     calibrate_full_dose,
@@ -26,8 +26,8 @@ def _phantom(size: int = SIZE) -> np.ndarray:
     hu[(xx / 0.42) ** 2 + (yy / 0.32) ** 2 <= 1] = -100.0
     hu[(xx / 0.38) ** 2 + (yy / 0.28) ** 2 <= 1] = 40.0
     hu[((xx + 0.15) / 0.15) ** 2 + ((yy + 0.05) / 0.12) ** 2 <= 1] = 60.0
-    hu[(xx ** 2 + (yy - 0.18) ** 2) <= 0.05 ** 2] = 700.0
-    hu[((xx - 0.18) ** 2 + yy ** 2) <= 0.04 ** 2] = -900.0
+    hu[(xx**2 + (yy - 0.18) ** 2) <= 0.05**2] = 700.0
+    hu[((xx - 0.18) ** 2 + yy**2) <= 0.04**2] = -900.0
     return hu
 
 
@@ -140,7 +140,7 @@ def test_circle_mode_sets_outside_of_the_field_of_view_to_air(phantom: np.ndarra
     config = SimulatorConfig(full_dose_i0=1.0e5, circle=True)
     out = simulate_low_dose(phantom, 1.0, None, 0, PIXEL_MM, config)
     assert out[0, 0] == -1000.0 and out[-1, -1] == -1000.0
-    assert 10.0 < float(out[SIZE // 2 - 5:SIZE // 2 + 5, SIZE // 2 - 5:SIZE // 2 + 5].mean()) < 80.0
+    assert 10.0 < float(out[SIZE // 2 - 5 : SIZE // 2 + 5, SIZE // 2 - 5 : SIZE // 2 + 5].mean()) < 80.0
 
 
 def test_circle_is_chosen_only_when_nothing_lies_outside_it(phantom: np.ndarray):
@@ -195,8 +195,14 @@ def test_invalid_inputs_raise_clear_errors(kwargs: dict, message: str):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"mu_water_per_mm": 0.0}, {"full_dose_i0": -1.0}, {"target_noise_hu": 0.0}, {"electronic_noise": -1.0},
-     {"filter_name": "butterworth"}, {"full_views": 1}],
+    [
+        {"mu_water_per_mm": 0.0},
+        {"full_dose_i0": -1.0},
+        {"target_noise_hu": 0.0},
+        {"electronic_noise": -1.0},
+        {"filter_name": "butterworth"},
+        {"full_views": 1},
+    ],
 )
 def test_invalid_config_raises(kwargs: dict):
     with pytest.raises(ValueError):

@@ -3,7 +3,7 @@
 import mlflow
 from ignite.engine import Engine, Events
 
-from scripts.tracking import SafeMLFlowHandler, write_run_config
+from scripts.training.tracking import SafeMLFlowHandler, write_run_config
 
 
 def _engine():
@@ -18,8 +18,14 @@ def _engine():
 
 def test_logs_metrics_and_params_to_sqlite(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlruns.db"
-    handler = SafeMLFlowHandler(tracking_uri=uri, experiment_name="t", run_name="r1", iteration_log=False,
-                                experiment_param={"lr": 0.1}, close_on_complete=True)
+    handler = SafeMLFlowHandler(
+        tracking_uri=uri,
+        experiment_name="t",
+        run_name="r1",
+        iteration_log=False,
+        experiment_param={"lr": 0.1},
+        close_on_complete=True,
+    )
     engine = _engine()
     handler.attach(engine)
     engine.run([1, 2], max_epochs=3)

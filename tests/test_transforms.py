@@ -1,4 +1,4 @@
-"""Tests of scripts.transforms: windowing, the slice loader, quality-preserving augmentation and crops."""
+"""Tests of scripts.data.transforms: the slice loader, HU windowing of streams, augmentation and crops."""
 
 from __future__ import annotations
 
@@ -10,42 +10,9 @@ from monai.transforms import Compose
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from scripts import transforms as tr
-from scripts.series import read_dicom_hu
-
-# --------------------------------------------------------------------------------------------------------------------
-# Windowing
-
-
-def test_window_round_trip_inside_and_clipping_outside():
-    low, high = tr.DEFAULT_WINDOW_HU
-    hu = np.linspace(-2000, 3000, 5001, dtype=np.float32)
-    windowed = tr.window_hu(hu)
-    assert windowed.dtype == np.float32 and windowed.min() == 0.0 and windowed.max() == 1.0
-    back = tr.window_to_hu(windowed)
-    inside = (hu >= low) & (hu <= high)
-    np.testing.assert_allclose(back[inside], hu[inside], atol=1e-3)
-    assert np.all(back[hu < low] == low) and np.all(back[hu > high] == high)
-
-
-def test_window_from_center_width():
-    assert tr.window_from_center_width(40, 350) == (-135.0, 215.0)
-    # eeulig/ldct-benchmark: centre 1024 - 300 on HU + 1024, width 1400 -> the default window in HU.
-    low, high = tr.window_from_center_width(1024 - 300, 1400)
-    assert (low - 1024, high - 1024) == tr.DEFAULT_WINDOW_HU
-    with pytest.raises(ValueError, match="width must be positive"):
-        tr.window_from_center_width(0, 0)
-
-
-def test_monai_window_transform_equals_numpy_window():
-    hu = np.random.default_rng(0).uniform(-1500, 1500, size=(1, 16, 16)).astype(np.float32)
-    out = tr.window_transform("image")({"image": hu})["image"]
-    np.testing.assert_allclose(np.asarray(out), tr.window_hu(hu), atol=1e-6)
-    soft = tr.window_transform("image", window=(-135, 215))({"image": hu})["image"]
-    np.testing.assert_allclose(np.asarray(soft), tr.window_hu(hu, -135, 215), atol=1e-6)
-    with pytest.raises(ValueError):
-        tr.window_transform("image", window=(400, -1000))
-
+from scripts.ctio.dicom import read_dicom_hu
+from scripts.ctio.window import apply_hu_window
+from scripts.data import transforms as tr
 
 # --------------------------------------------------------------------------------------------------------------------
 # Loader
@@ -92,9 +59,9 @@ def test_dicom_slice_loaded_as_windowed_hu():
     path = get_testdata_file("CT_small.dcm")
     image = load(path)
     assert tuple(image.shape) == (1, 128, 128)
-    np.testing.assert_array_equal(image[0].numpy(), tr.window_hu(read_dicom_hu(path)))
-    narrow = load(path, window=(-135, 215))
-    np.testing.assert_array_equal(narrow[0].numpy(), tr.window_hu(read_dicom_hu(path), -135, 215))
+    np.testing.assert_array_equal(image[0].numpy(), apply_hu_window(read_dicom_hu(path)))
+    narrow = load(path, hu_window=(-135, 215))
+    np.testing.assert_array_equal(narrow[0].numpy(), apply_hu_window(read_dicom_hu(path), (-135, 215)))
 
 
 def test_reader_suffixes():
@@ -145,6 +112,30 @@ def test_random_shift_stays_within_max_and_keeps_values():
         out = shifter({"image": image})["image"]
         assert all(abs(s) <= 3 for s in shifter.shift)
         assert torch.equal(out, tr.shift_pixels(image, shifter.shift))
+
+
+def numpy_shift(image: np.ndarray, shift) -> np.ndarray:
+    """Reference whole-pixel shift: roll, then zero the rows/columns that wrapped around."""
+    out = np.roll(image, shift, axis=(1, 2))
+    for axis, step in zip((1, 2), shift):
+        index = [slice(None)] * 3
+        index[axis] = slice(0, step) if step >= 0 else slice(step, None)
+        out[tuple(index)] = 0
+    return out
+
+
+def test_random_shift_reaches_both_limits_on_each_axis_and_matches_numpy():
+    shifter = tr.RandIntegerShiftd("image", max_shift=2, prob=1.0)
+    shifter.set_random_state(seed=0)
+    image = sample()
+    drawn = []
+    for _ in range(200):
+        out = shifter({"image": image})["image"]
+        drawn.append(shifter.shift)
+        np.testing.assert_array_equal(out.numpy(), numpy_shift(image.numpy(), shifter.shift))
+    for axis in (0, 1):
+        # Not luck of the seed: 200 draws from 5 values miss a given one with probability (4/5) ** 200 ~ 4e-20.
+        assert {s[axis] for s in drawn} == {-2, -1, 0, 1, 2}
 
 
 def pipeline(seed: int) -> Compose:

@@ -7,13 +7,13 @@ import torch
 from skimage import data
 from skimage.transform import resize
 
-from scripts.networks import create_network
-from scripts.weights import (
-    load_checkpoint,
+from scripts.nets.networks import create_network
+from scripts.nets.weights import (
+    initialise,
+    lite0_weights_path,
     load_imagenet_backbone,
     load_into,
     load_state_dict_file,
-    lite0_weights_path,
     remap_by_order,
 )
 
@@ -95,7 +95,8 @@ def test_checkpoint_round_trip_with_wrapper(tmp_path):
     torch.manual_seed(0)
     src = create_network("hybrid_tiny")
     torch.save({"model": src.state_dict(), "epoch": 3}, tmp_path / "ckpt.pt")
-    dst = load_checkpoint(create_network("hybrid_tiny"), tmp_path / "ckpt.pt")
+    dst = create_network("hybrid_tiny")
+    assert initialise(dst, "pretrained", pretrained=tmp_path / "ckpt.pt") == "pretrained"
     x = torch.rand(2, 1, 32, 32)
     src.eval(), dst.eval()
     with torch.no_grad():

@@ -6,10 +6,13 @@ import logging
 
 import mlflow
 import pytest
+import tifffile
 import torch
 from ignite.engine import Events
 from monai.bundle import create_workflow
 from scipy import stats
+
+from scripts.nets.networks import create_network
 
 from conftest import BUNDLE_ROOT
 
@@ -18,18 +21,24 @@ pytestmark = pytest.mark.slow
 TINY = {"network_preset": "hybrid_tiny", "batch_size": 4, "max_shift": 2, "n_boot": 50}
 
 
+EVALUATE = ["train.json", "evaluate.json"]
+
+
 @pytest.fixture(autouse=True)
-def _bundle_cwd(monkeypatch):
-    # Bundle configs resolve "configs/..." and bundle_root "." from the bundle folder, as the model zoo's do.
-    monkeypatch.chdir(BUNDLE_ROOT)
+def _elsewhere(tmp_path, monkeypatch):
+    # Configs load from any working directory; the tools that run them from elsewhere pass bundle_root.
+    monkeypatch.chdir(tmp_path)
 
 
 def _workflow(config: str | list, run_id: str, **overrides):
-    files = [f"configs/{name}" for name in ([config] if isinstance(config, str) else config)]
+    files = [str(BUNDLE_ROOT / "configs" / name) for name in ([config] if isinstance(config, str) else config)]
     return create_workflow(
         # logging_file=False: the bundle's logging.conf would replace pytest's log capture on the root logger.
-        config_file=files, meta_file="configs/metadata.json", logging_file=False,
-        run_id=run_id, **overrides,
+        config_file=files,
+        meta_file=str(BUNDLE_ROOT / "configs" / "metadata.json"),
+        logging_file=False,
+        run_id=run_id,
+        **{"bundle_root": str(BUNDLE_ROOT), **overrides},
     )
 
 
@@ -50,6 +59,32 @@ def _finetune(tmp_path, data, **overrides) -> dict:
     return args
 
 
+def _infer(tmp_path, inputs: str) -> tuple[list[dict], object]:
+    """Score ``inputs`` with the model the training workflow wrote; the rows of slice_predictions.csv and the folder."""
+    out = tmp_path / "inference"
+    _run(
+        "inference.json",
+        "run",
+        network_preset="hybrid_tiny",
+        ckpt_dir=str(tmp_path / "models"),
+        output_dir=str(out),
+        dataset_dir=inputs,
+    )
+    return list(csv.DictReader(open(out / "slice_predictions.csv"))), out
+
+
+def _bundle_cli(run_id: str, config_file: str, *flags: str, launcher=(), timeout=600, **overrides):
+    """Run ``python -m monai.bundle run`` as a user types it, from the bundle root; fail with its output's tail."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, *launcher, "-m", "monai.bundle", "run", run_id, "--config_file", config_file, *flags]
+    command += [f"--{key}={value}" for key, value in overrides.items()]
+    done = subprocess.run(command, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    return done
+
+
 def _mlflow_runs(tmp_path):
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/eval/mlruns.db")
     experiment = client.get_experiment_by_name("tfkt_bundle")
@@ -57,13 +92,24 @@ def _mlflow_runs(tmp_path):
 
 
 def test_pretrain_then_finetune_starts_from_the_pretrained_weights(tmp_path, tiny_ct_data, tiny_natural_data, caplog):
-    _run(["train.json", "pretrain.json"], "pretraining", **TINY, **_dirs(tmp_path), dataset_dir=str(tiny_natural_data),
-         crop_size=[32, 32], max_epochs=1, val_fraction=0.25, use_mlflow=False)
+    _run(
+        ["train.json", "pretrain.json"],
+        "pretraining",
+        **TINY,
+        **_dirs(tmp_path),
+        dataset_dir=str(tiny_natural_data),
+        crop_size=[32, 32],
+        max_epochs=1,
+        val_fraction=0.25,
+        use_mlflow=False,
+    )
     pretrained = torch.load(tmp_path / "models" / "pretrained.pt", weights_only=True)
     params = json.loads((tmp_path / "eval" / "pretrain" / "run_config.json").read_text())["params"]
     assert params["stage"] == "pretrain" and params["dataset_kind"] == "csv" and params["crop_size"] == [32, 32]
     with caplog.at_level(logging.INFO):
-        workflow = _workflow("train.json", "training", **TINY, **_dirs(tmp_path), dataset_dir=str(tiny_ct_data["train"]))
+        workflow = _workflow(
+            "train.json", "training", **TINY, **_dirs(tmp_path), dataset_dir=str(tiny_ct_data["train"])
+        )
     assert "starting from the pre-trained checkpoint" in caplog.text
     network = workflow.parser.get_parsed_content("network_def")
     for name, tensor in network.state_dict().items():
@@ -93,8 +139,14 @@ def test_finetune_writes_best_model_reports_and_mlflow_run(tmp_path, tiny_ct_dat
 
 
 def test_resume_continues_after_an_interrupted_run(tmp_path, tiny_ct_data):
-    args = {**TINY, **_dirs(tmp_path), "dataset_dir": str(tiny_ct_data["train"]), "max_epochs": 4,
-            "val_fraction": 0.25, "use_mlflow": False}
+    args = {
+        **TINY,
+        **_dirs(tmp_path),
+        "dataset_dir": str(tiny_ct_data["train"]),
+        "max_epochs": 4,
+        "val_fraction": 0.25,
+        "use_mlflow": False,
+    }
     workflow = _workflow("train.json", "training", **args)
     trainer = workflow.parser.get_parsed_content("train#trainer")
 
@@ -110,6 +162,11 @@ def test_resume_continues_after_an_interrupted_run(tmp_path, tiny_ct_data):
     resumed = _workflow("train.json", "training", **args, resume=True)
     trainer = resumed.parser.get_parsed_content("train#trainer")
     assert trainer.state.epoch == 2  # restored before running
+    restored = resumed.parser.get_parsed_content("optimizer").state_dict()
+    assert restored["state"] and restored["state"].keys() == saved["optimizer"]["state"].keys()
+    for key, state in saved["optimizer"]["state"].items():  # Adam moments, not a fresh optimizer
+        assert torch.equal(restored["state"][key]["exp_avg"], state["exp_avg"])
+    assert resumed.parser.get_parsed_content("validate#best_saver").state_dict() == saved["best_saver"]
     started = []
     trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: started.append(e.state.epoch))
     resumed.run()
@@ -122,7 +179,7 @@ def test_resume_continues_after_an_interrupted_run(tmp_path, tiny_ct_data):
 
 def test_evaluate_numbers_match_scipy_on_its_own_predictions(tmp_path, tiny_ct_data):
     _finetune(tmp_path, tiny_ct_data, use_mlflow=False)
-    _run("evaluate.json", "evaluating", **TINY, **_dirs(tmp_path), dataset_dir=str(tiny_ct_data["test"]))
+    _run(EVALUATE, "evaluating", **TINY, **_dirs(tmp_path), dataset_dir=str(tiny_ct_data["test"]))
     out = tmp_path / "eval" / "evaluate"
     rows = list(csv.DictReader(open(out / "test_predictions.csv")))
     assert sorted(r["name"] for r in rows) == [f"test{i:03d}.tiff" for i in range(10)]
@@ -137,7 +194,7 @@ def test_evaluate_numbers_match_scipy_on_its_own_predictions(tmp_path, tiny_ct_d
 
 def test_evaluate_without_a_checkpoint_names_the_missing_file(tmp_path, tiny_ct_data):
     with pytest.raises(Exception) as err:
-        _workflow("evaluate.json", "evaluating", **TINY, **_dirs(tmp_path), dataset_dir=str(tiny_ct_data["test"]))
+        _workflow(EVALUATE, "evaluating", **TINY, **_dirs(tmp_path), dataset_dir=str(tiny_ct_data["test"]))
     assert "model.pt" in repr(err.value) or "model.pt" in repr(err.value.__cause__)
 
 
@@ -150,14 +207,19 @@ def test_tracking_failure_warns_and_training_goes_on(tmp_path, tiny_ct_data, cap
 
 def test_inference_scores_every_slice_of_a_folder(tmp_path, tiny_ct_data):
     _finetune(tmp_path, tiny_ct_data, max_epochs=1, use_mlflow=False)
-    out = tmp_path / "inference"
-    _run("inference.json", "run", network_preset="hybrid_tiny", ckpt_dir=str(tmp_path / "models"),
-         output_dir=str(out), dataset_dir=str(tiny_ct_data["test"]))
-    rows = list(csv.DictReader(open(out / "slice_predictions.csv")))
-    assert len(rows) == 10
-    assert all(0.0 <= float(r["prediction"]) <= 4.0 for r in rows)
+    rows, out = _infer(tmp_path, str(tiny_ct_data["test"]))
+    assert [r["name"] for r in rows] == [f"test{i:03d}.tiff" for i in range(10)]
+    # The scores are the trained network's own outputs on the stored slices, in file order.
+    network = create_network("hybrid_tiny")
+    network.load_state_dict(torch.load(tmp_path / "models" / "model.pt", weights_only=True))
+    network.eval()
+    images = torch.stack([torch.from_numpy(tifffile.imread(tiny_ct_data["test"] / r["name"]))[None] for r in rows])
+    with torch.no_grad():
+        expected = network(images).reshape(-1)
+    assert [float(r["prediction"]) for r in rows] == pytest.approx(expected.tolist(), abs=1e-5)
     summary = json.loads((out / "summary.json").read_text())
     assert [s["n_slices"] for s in summary["sources"]] == [1] * 10  # one image file per source
+    assert summary["sources"][3]["mean_score"] == pytest.approx(expected[3].item(), abs=1e-5)
 
 
 def test_inference_on_a_nifti_volume(tmp_path, tiny_ct_data):
@@ -165,16 +227,13 @@ def test_inference_on_a_nifti_volume(tmp_path, tiny_ct_data):
     import numpy as np
     import tifffile
 
-    from scripts.transforms import window_to_hu
+    from scripts.ctio.window import invert_hu_window
 
     _finetune(tmp_path, tiny_ct_data, max_epochs=1, use_mlflow=False)
     slices = [tifffile.imread(p) for p in sorted(tiny_ct_data["test"].glob("*.tiff"))]
-    hu = window_to_hu(np.stack(slices, axis=-1))
+    hu = invert_hu_window(np.stack(slices, axis=-1))
     nib.save(nib.Nifti1Image(hu.astype(np.float32), np.eye(4)), tmp_path / "volume.nii.gz")
-    out = tmp_path / "inference"
-    _run("inference.json", "run", network_preset="hybrid_tiny", ckpt_dir=str(tmp_path / "models"),
-         output_dir=str(out), dataset_dir=str(tmp_path / "volume.nii.gz"))
-    rows = list(csv.DictReader(open(out / "slice_predictions.csv")))
+    rows, out = _infer(tmp_path, str(tmp_path / "volume.nii.gz"))
     assert [int(float(r["slice_index"])) for r in rows] == list(range(10))
     summary = json.loads((out / "summary.json").read_text())["sources"]
     assert len(summary) == 1 and summary[0]["n_slices"] == 10
@@ -182,10 +241,7 @@ def test_inference_on_a_nifti_volume(tmp_path, tiny_ct_data):
 
 def test_inference_on_the_shared_dicom_series(tmp_path, tiny_ct_data, shared_ct_series):
     _finetune(tmp_path, tiny_ct_data, max_epochs=1, use_mlflow=False)
-    out = tmp_path / "inference"
-    _run("inference.json", "run", network_preset="hybrid_tiny", ckpt_dir=str(tmp_path / "models"),
-         output_dir=str(out), dataset_dir=str(shared_ct_series))
-    rows = list(csv.DictReader(open(out / "slice_predictions.csv")))
+    rows, out = _infer(tmp_path, str(shared_ct_series))
     assert len(rows) == 20
     z = [float(r["z"]) for r in rows]
     assert z == sorted(z)
@@ -193,29 +249,33 @@ def test_inference_on_the_shared_dicom_series(tmp_path, tiny_ct_data, shared_ct_
     assert len(summary) == 1 and summary[0]["n_slices"] == 20
 
 
-def test_rescore_command_reproduces_the_published_numbers(shared_reference_predictions):
-    import subprocess
-    import sys
-
-    command = [sys.executable, "-m", "monai.bundle", "run", "evaluating", "--config_file", "configs/evaluate.json",
-               "--predictions_csv", str(shared_reference_predictions), "--label_column", "radiologist_score",
-               "--prediction_column", "tfkt_v2_prediction", "--use_mlflow", "False", "--n_boot", "100"]
-    done = subprocess.run(command, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+def test_rescore_command_reproduces_the_published_numbers(tmp_path, shared_reference_predictions):
+    done = _bundle_cli(
+        "rescoring",
+        "configs/rescore.json",
+        predictions_csv=shared_reference_predictions,
+        label_column="radiologist_score",
+        prediction_column="tfkt_v2_prediction",
+        n_boot=100,
+        output_dir=tmp_path,
+    )
     for line in ("PLCC  0.9462", "SROCC 0.9440", "KROCC 0.8074", "score 2.6976"):
         assert line in done.stdout
+    assert json.loads((tmp_path / "rescore" / "metrics.json").read_text())["score"] == pytest.approx(2.6976, abs=5e-5)
 
 
 def test_runner_tracking_flag_logs_each_metric_once(tmp_path, tiny_ct_data):
-    import subprocess
-    import sys
-
-    command = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", "configs/train.json",
-               "--tracking", "mlflow", "--dataset_dir", str(tiny_ct_data["train"]), "--max_epochs", "2",
-               "--val_fraction", "0.25", "--ckpt_dir", str(tmp_path / "models"), "--output_dir",
-               str(tmp_path / "eval")] + [f"--{k}={v}" for k, v in TINY.items()]
-    done = subprocess.run(command, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _bundle_cli(
+        "training",
+        "configs/train.json",
+        "--tracking",
+        "mlflow",
+        dataset_dir=tiny_ct_data["train"],
+        max_epochs=2,
+        val_fraction=0.25,
+        **_dirs(tmp_path),
+        **TINY,
+    )
     client, runs = _mlflow_runs(tmp_path)
     assert len(runs) == 1
     history = client.get_metric_history(runs[0].info.run_id, "val_score")
@@ -226,29 +286,43 @@ def test_runner_tracking_flag_logs_each_metric_once(tmp_path, tiny_ct_data):
 
 def test_bundle_properties_and_nested_overrides(tmp_path, tiny_ct_data):
     """MONAI Label, Deploy and FL find the standard ids; nested ids override from the command line."""
-    train = _workflow("train.json", "training", **TINY, **_dirs(tmp_path), dataset_dir=str(tiny_ct_data["train"]),
-                      workflow_type="train", **{"train#dataloader#num_workers": 0, "train#trainer#max_epochs": 3})
+    train = _workflow(
+        "train.json",
+        "training",
+        **TINY,
+        **_dirs(tmp_path),
+        dataset_dir=str(tiny_ct_data["train"]),
+        workflow_type="train",
+        **{"train#dataloader#num_workers": 0, "train#trainer#max_epochs": 3},
+    )
     assert train.check_properties() == []
     assert train.parser.get_parsed_content("train#trainer").state.max_epochs == 3
     torch.save(train.parser.get_parsed_content("network_def").state_dict(), tmp_path / "tiny.pt")
-    infer = _workflow("inference.json", "run", network_preset="hybrid_tiny", workflow_type="infer",
-                      dataset_dir=str(tiny_ct_data["test"]), ckpt_path=str(tmp_path / "tiny.pt"))
+    infer = _workflow(
+        "inference.json",
+        "run",
+        network_preset="hybrid_tiny",
+        workflow_type="infer",
+        dataset_dir=str(tiny_ct_data["test"]),
+        ckpt_path=str(tmp_path / "tiny.pt"),
+    )
     assert infer.check_properties() == []
 
 
 def test_multi_gpu_override_trains_with_two_processes(tmp_path, tiny_ct_data):
     """configs/multi_gpu_train.json under torchrun; on a CPU machine DDP runs over gloo."""
-    import subprocess
-    import sys
-
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-               "-m", "monai.bundle", "run", "training", "--config_file",
-               "['configs/train.json','configs/multi_gpu_train.json']", "--dataset_dir", str(tiny_ct_data["train"]),
-               "--max_epochs", "2", "--val_fraction", "0.25", "--use_mlflow", "False",
-               "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "eval")]
-    command += [f"--{k}={v}" for k, v in TINY.items()]
-    done = subprocess.run(command, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
+    _bundle_cli(
+        "training",
+        "['configs/train.json','configs/multi_gpu_train.json']",
+        launcher=launcher,
+        dataset_dir=tiny_ct_data["train"],
+        max_epochs=2,
+        val_fraction=0.25,
+        use_mlflow=False,
+        **_dirs(tmp_path),
+        **TINY,
+    )
     best = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     assert not any(key.startswith("module.") for key in best)  # loadable without DDP
     last = torch.load(tmp_path / "eval" / "finetune" / "last.pt", weights_only=True)

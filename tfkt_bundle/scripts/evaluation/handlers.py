@@ -57,10 +57,7 @@ class _CorrelationHandler(IgniteMetricHandler):
     metric_class: type[CorrelationMetric]
 
     def __init__(
-        self,
-        output_transform: Callable = _identity,
-        undefined_value: float | None = 0.0,
-        save_details: bool = False,
+        self, output_transform: Callable = _identity, undefined_value: float | None = 0.0, save_details: bool = False
     ) -> None:
         metric_fn = self.metric_class(undefined_value=undefined_value)
         super().__init__(metric_fn=metric_fn, output_transform=output_transform, save_details=save_details)

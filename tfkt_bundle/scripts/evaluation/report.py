@@ -62,10 +62,7 @@ def _numeric_column(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
 
 
 def read_predictions_csv(
-    path: str | os.PathLike,
-    label_column: str,
-    prediction_column: str,
-    name_column: str | None = None,
+    path: str | os.PathLike, label_column: str, prediction_column: str, name_column: str | None = None
 ) -> PredictionTable:
     """Read predicted and reference scores from a CSV file with a header line.
 

@@ -1,0 +1,197 @@
+"""Tests of scripts.ctio.dicom: series discovery, grouping, sorting, skips and HU decoding."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+from scripts.ctio import dicom as ct
+from scripts.ctio.slices import iter_ct_slices
+
+from dicom_helpers import J2K_LOSSLESS, raw_slice, write_ct_slice
+
+# --------------------------------------------------------------------------------------------------------------------
+# Shared real series
+
+
+def test_shared_series_sorted_decoded_and_plausible(shared_ct_series):
+    found = ct.find_dicom_series(shared_ct_series)
+    assert found.skipped == []
+    assert len(found) == 1
+    series = found[0]
+    assert len(series) == 20 and series.sorted_by == "position"
+    assert {s.transfer_syntax_uid for s in series.slices} == {J2K_LOSSLESS}
+
+    slices, infos = zip(*ct.iter_series_slices(series))
+    z = np.array([info["z"] for info in infos])
+    assert np.all(np.diff(z) > 0), "slices must come out strictly ascending along the normal"
+    assert np.allclose(np.diff(z), 2.0)  # 2 mm spacing (README)
+    volume = np.stack(slices)
+    assert volume.dtype == np.float32 and volume.shape == (20, 512, 512)
+    assert volume.min() >= -1100 and volume.max() <= 4000
+    air = volume[volume < -900]
+    assert -1030 < np.median(air) < -970
+    assert np.mean((volume > 0) & (volume < 100)) > 0.05, "soft tissue (0..100 HU) should be present"
+    assert all(s.std() > 50 for s in slices), "each slice should hold anatomy, not a constant"
+
+    uids = [info["sop_instance_uid"] for info in infos]
+    assert all(uids) and len(set(uids)) == 20
+    instances = [info["instance_number"] for info in infos]
+    assert len(set(instances)) == 20 and np.all(np.diff(instances) < 0)  # this series counts instances downwards
+    assert [info["slice_index"] for info in infos] == list(range(20))
+    assert all(info["series_description"] == "CT Body 3.0" and info["is_hu"] for info in infos)
+    assert any("SeriesInstanceUID missing" in note for note in series.notes)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Synthetic series: grouping, skips, sort order, exact HU
+
+
+def test_find_groups_series_and_lists_skips_with_reasons(synthetic_folder):
+    found = ct.find_dicom_series(synthetic_folder["root"])
+    expected = sorted([synthetic_folder["uid_a"], synthetic_folder["uid_b"]])
+    assert sorted(s.series_instance_uid for s in found) == expected
+    reasons = {path.name: reason for path, reason in found.skipped}
+    assert set(reasons) == {"notes.txt", "mr.dcm"}
+    assert reasons["notes.txt"].startswith("not DICOM")
+    assert reasons["mr.dcm"] == "not CT (Modality 'MR')"
+
+
+def test_non_recursive_search_stays_in_folder(synthetic_folder):
+    found = ct.find_dicom_series(synthetic_folder["root"], recursive=False)
+    assert [s.series_instance_uid for s in found] == [synthetic_folder["uid_a"]]
+
+
+def test_slices_sorted_by_position_with_exact_hu(synthetic_folder):
+    series = next(
+        s for s in ct.find_dicom_series(synthetic_folder["root"]) if s.series_instance_uid == synthetic_folder["uid_a"]
+    )
+    assert [s.path.name for s in series.slices] == ["c_2", "a_3", "b_1"]
+    out = list(ct.iter_series_slices(series))
+    assert [info["z"] for _, info in out] == [0.0, 5.0, 10.0]
+    for array, info in out:
+        expected = synthetic_folder["raws"][info["z"]].astype(np.float32) - 1024
+        assert array.dtype == np.float32
+        np.testing.assert_array_equal(array, expected)
+
+
+def test_missing_position_falls_back_to_instance_number(tmp_path, caplog):
+    uid = generate_uid()
+    for name, instance in (("x1", 2), ("x2", 3), ("x3", 1)):
+        write_ct_slice(tmp_path / name, raw_slice(instance), series_uid=uid, instance=instance, position=None)
+    with caplog.at_level(logging.WARNING, logger="scripts.series"):
+        series = ct.find_dicom_series(tmp_path)[0]
+    assert series.sorted_by == "instance_number"
+    assert [s.instance_number for s in series.slices] == [1, 2, 3]
+    assert "lack ImagePositionPatient" in series.notes[0]
+    assert "sorted by InstanceNumber" in caplog.text
+
+
+@pytest.mark.parametrize("keep_instance", [(), ("img10",)])
+def test_no_position_and_no_instance_number_sorts_by_natural_file_name(tmp_path, keep_instance):
+    # Written in neither natural nor plain-string order; img10 keeps InstanceNumber 1 in the second case, which must
+    # not be used since the other slices lack one.
+    uid = generate_uid()
+    names = ("img10", "img2", "img1")
+    for k, name in enumerate(names):
+        path = write_ct_slice(tmp_path / name, raw_slice(k), series_uid=uid, instance=k + 1, position=None)
+        if name not in keep_instance:
+            ds = pydicom.dcmread(path)
+            del ds.InstanceNumber
+            ds.save_as(path)
+    series = ct.find_dicom_series(tmp_path)[0]
+    assert [s.path.name for s in series.slices] == ["img1", "img2", "img10"]
+    assert series.sorted_by == "file_name" and "sorted by file name" in series.notes[0]
+    arrays = [array for array, _ in ct.iter_series_slices(series)]
+    for array, name in zip(arrays, ["img1", "img2", "img10"]):
+        np.testing.assert_array_equal(array, raw_slice(names.index(name)).astype(np.float32) - 1024)
+
+
+def test_localizer_is_skipped_and_the_rest_of_its_series_kept(tmp_path):
+    uid = generate_uid()
+    for k in range(3):
+        write_ct_slice(tmp_path / f"s{k}.dcm", raw_slice(k), series_uid=uid, instance=k + 1, position=(0, 0, 2.0 * k))
+    scout = pydicom.dcmread(tmp_path / "s1.dcm")
+    scout.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    scout.save_as(tmp_path / "s1.dcm")
+    found = ct.find_dicom_series(tmp_path)
+    assert len(found) == 1 and [s.path.name for s in found[0].slices] == ["s0.dcm", "s2.dcm"]
+    assert [(path.name, "localizer" in reason.lower()) for path, reason in found.skipped] == [("s1.dcm", True)]
+
+
+def test_corrupt_slice_is_skipped_with_reason(synthetic_folder):
+    root = synthetic_folder["root"]
+    damaged = pydicom.dcmread(root / "a_3")
+    damaged.PixelData = damaged.PixelData[:10]
+    damaged.save_as(root / "a_3")
+    series = ct.find_dicom_series(root, recursive=False)[0]
+    skipped: list = []
+    out = list(ct.iter_series_slices(series, skipped=skipped))
+    assert [info["z"] for _, info in out] == [0.0, 10.0]
+    assert len(skipped) == 1 and skipped[0][0].name == "a_3"
+    assert skipped[0][1].startswith("pixel data failed to decode")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Compressed transfer syntaxes (pydicom-data)
+
+
+@pytest.mark.parametrize(
+    "compressed, uncompressed", [("693_J2KR.dcm", "693_UNCR.dcm"), ("693_J2KI.dcm", "693_UNCI.dcm")]
+)
+def test_jpeg2000_decodes_to_the_uncompressed_twin(compressed, uncompressed):
+    hu = ct.read_dicom_hu(get_testdata_file(compressed))
+    np.testing.assert_array_equal(hu, ct.read_dicom_hu(get_testdata_file(uncompressed)))
+    assert hu.dtype == np.float32 and hu.shape == (512, 512) and hu.std() > 100
+
+
+@pytest.mark.parametrize("name", ["explicit_VR-UN.dcm", "J2K_pixelrep_mismatch.dcm"])
+def test_other_jpeg2000_files_decode_to_plausible_hu(name):
+    hu, info = next(iter_ct_slices(get_testdata_file(name)))
+    assert info["is_hu"] and hu.shape == (512, 512)
+    assert -2100 <= hu.min() and hu.max() <= 4000 and np.mean((hu > -100) & (hu < 200)) > 0.05
+
+
+def test_jpeg_lossless_decodes_or_names_the_missing_package():
+    path = get_testdata_file("bad_sequence.dcm")
+    syntax = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
+    if pydicom.pixels.get_decoder(syntax).is_available:
+        hu = ct.read_dicom_hu(path)
+        assert hu.shape == (512, 512) and hu.min() >= -2100
+    else:
+        with pytest.raises(ct.DecoderMissingError, match="pip install pylibjpeg-libjpeg"):
+            ct.read_dicom_hu(path)
+
+
+def test_missing_decoder_raises_before_the_first_slice(monkeypatch, shared_ct_series):
+    class Unavailable:
+        is_available = False
+        missing_dependencies = ["pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-openjpeg>=2.0"]
+
+    monkeypatch.setattr(ct, "get_decoder", lambda uid: Unavailable())
+    series = ct.find_dicom_series(shared_ct_series)[0]
+    with pytest.raises(ct.DecoderMissingError, match="pip install pylibjpeg-openjpeg"):
+        next(ct.iter_series_slices(series))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Multi-frame (enhanced CT)
+
+
+def test_enhanced_multiframe_yields_each_frame_in_normal_order(tmp_path):
+    source = pydicom.dcmread(get_testdata_file("eCT_Supplemental.dcm"))
+    assert ct.find_dicom_series(get_testdata_file("eCT_Supplemental.dcm")).skipped[0][1].startswith("values are not HU")
+    source.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence[0].RescaleType = "HU"
+    source.save_as(tmp_path / "enhanced.dcm")
+    out = list(iter_ct_slices(tmp_path / "enhanced.dcm"))
+    # IOP (-1,0,0, 0,1,0): the normal points inferior, so frame 1 (z=-149) projects lower than frame 0 (z=-159).
+    assert [info["frame"] for _, info in out] == [1, 0]
+    assert [info["z"] for _, info in out] == [149.0, 159.0]
+    for array, info in out:
+        raw = pydicom.pixels.pixel_array(tmp_path / "enhanced.dcm", index=info["frame"])
+        np.testing.assert_array_equal(array, raw.astype(np.float32) - 1024)
