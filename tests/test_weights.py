@@ -1,5 +1,7 @@
 """Offline weight loading: the lite0 ImageNet file, 1-channel stems, clear errors."""
 
+import logging
+
 import numpy as np
 import pytest
 import timm
@@ -9,6 +11,7 @@ from skimage.transform import resize
 
 from scripts.nets.networks import create_network
 from scripts.nets.weights import (
+    architecture_mismatch,
     initialise,
     lite0_weights_path,
     load_imagenet_backbone,
@@ -101,3 +104,28 @@ def test_checkpoint_round_trip_with_wrapper(tmp_path):
     src.eval(), dst.eval()
     with torch.no_grad():
         assert torch.equal(src(x), dst(x))
+
+
+def test_auto_init_never_loads_another_architecture(tmp_path, caplog):
+    other = create_network("hybrid_tiny", embed_dim=16, num_heads=2)
+    torch.save(other.state_dict(), tmp_path / "pretrained.pt")
+    net = create_network("hybrid_tiny")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with caplog.at_level(logging.INFO):
+        assert initialise(net, "auto", pretrained=tmp_path / "pretrained.pt") == "scratch"
+    assert "saved from another network" in caplog.text and "reshaped" in caplog.text
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    with pytest.raises(ValueError, match="saved from another network .*pre-train this network_preset first"):
+        initialise(net, "pretrained", pretrained=tmp_path / "pretrained.pt")
+    with pytest.raises(FileNotFoundError, match="absent.pt does not exist"):
+        initialise(net, "pretrained", pretrained=tmp_path / "absent.pt")
+
+
+def test_auto_init_loads_its_own_architecture(tmp_path):
+    torch.manual_seed(1)
+    src = create_network("hybrid_tiny")
+    torch.save(src.state_dict(), tmp_path / "pretrained.pt")
+    dst = create_network("hybrid_tiny")
+    assert architecture_mismatch(dst, src.state_dict()) == ""
+    assert initialise(dst, "auto", pretrained=tmp_path / "pretrained.pt") == "pretrained"
+    assert all(torch.equal(src.state_dict()[k], v) for k, v in dst.state_dict().items())

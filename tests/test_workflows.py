@@ -265,15 +265,17 @@ def test_rescore_command_reproduces_the_published_numbers(tmp_path, shared_refer
 
 
 def test_runner_tracking_flag_logs_each_metric_once(tmp_path, tiny_ct_data):
+    # Default settings: no --output_dir or --ckpt_dir; bundle_root points at a scratch bundle with the real configs.
+    (tmp_path / "configs").symlink_to(BUNDLE_ROOT / "configs")
     _bundle_cli(
         "training",
         "configs/train.json",
         "--tracking",
         "mlflow",
+        bundle_root=tmp_path,
         dataset_dir=tiny_ct_data["train"],
         max_epochs=2,
         val_fraction=0.25,
-        **_dirs(tmp_path),
         **TINY,
     )
     client, runs = _mlflow_runs(tmp_path)
@@ -338,3 +340,114 @@ def test_training_is_deterministic_on_cpu(tmp_path, tiny_ct_data):
     assert weights[0].keys() == weights[1].keys()
     for name in weights[0]:
         assert torch.equal(weights[0][name], weights[1][name]), name
+
+
+def test_ctrl_c_marks_the_run_killed_and_the_printed_command_continues_it(tmp_path, tiny_ct_data):
+    import shlex
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = {**TINY, **_dirs(tmp_path), "dataset_dir": tiny_ct_data["train"], "val_fraction": 0.25, "max_epochs": 40}
+    command = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", "configs/train.json"]
+    command += [f"--{key}={value}" for key, value in args.items()]
+    process = subprocess.Popen(command, cwd=BUNDLE_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "eval" / "finetune" / "last.pt"
+    deadline = time.monotonic() + 300
+    while not last.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-3000:]
+    assert "Traceback" not in out + err
+    resume = err.splitlines()[err.splitlines().index("resume with:") + 1].strip()
+    assert resume.startswith("python -m monai.bundle run training") and resume.endswith("--resume True")
+    client, runs = _mlflow_runs(tmp_path)
+    assert [r.info.status for r in runs] == ["KILLED"]
+    epochs_before = torch.load(last, weights_only=True)["trainer"]["iteration"]
+
+    again = subprocess.run(
+        [sys.executable, *shlex.split(resume)[1:]], cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "training finished after 40 epochs" in again.stdout or "early" in again.stdout + again.stderr
+    client, runs_after = _mlflow_runs(tmp_path)
+    assert [r.info.run_id for r in runs_after] == [runs[0].info.run_id]  # the same MLflow run, continued
+    assert runs_after[0].info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "val_score")]
+    assert steps == sorted(set(steps)) and steps[0] == 1 and len(steps) > 1
+    assert torch.load(last, weights_only=True)["trainer"]["iteration"] > epochs_before
+
+
+def _natural_set(kind: str, root):
+    """12 scored 40x40 images in the real layout of ``kind`` (see the model card's table of layouts)."""
+    import numpy as np
+    import pandas as pd
+    import scipy.io
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    names = {
+        "kadid10k": "I{g:02d}_01_{i:02d}.png",
+        "koniq10k": "{i}{g}.jpg",
+        "spaq": "{g}{i:04d}.jpg",
+        "livec": "{g}{i}.bmp",
+        "csv": "img_{g}_{i}.png",
+    }[kind]
+    folder = {"kadid10k": "images", "koniq10k": "1024x768", "spaq": "TestImage", "livec": "Images", "csv": "pics"}
+    rows = []
+    for k in range(12):
+        name = names.format(g=k // 3 + 1, i=k % 3 + 1)
+        path = root / folder[kind] / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(path)
+        rows.append({"name": name, "score": 1 + 4 * k / 11, "group": f"I{k // 3 + 1:02d}.png"})
+    frame = pd.DataFrame(rows)
+    if kind == "kadid10k":
+        frame.assign(var=0.1).rename(columns={"name": "dist_img", "group": "ref_img", "score": "dmos"})[
+            ["dist_img", "ref_img", "dmos", "var"]
+        ].to_csv(root / "dmos.csv", index=False)
+    elif kind == "koniq10k":
+        frame.assign(SD=0.5, MOS_zscore=frame.score * 20).rename(columns={"name": "image_name", "score": "MOS"})[
+            ["image_name", "MOS", "SD", "MOS_zscore"]
+        ].to_csv(root / "koniq10k_scores_and_distributions.csv", index=False)
+    elif kind == "spaq":
+        (root / "Annotations").mkdir()
+        frame.assign(MOS=frame.score * 20).rename(columns={"name": "Image name"})[["Image name", "MOS"]].to_excel(
+            root / "Annotations" / "MOS and Image attribute scores.xlsx", index=False
+        )
+    elif kind == "livec":
+        (root / "Data").mkdir()
+        cells = np.empty((len(frame), 1), dtype=object)
+        cells[:, 0] = list(frame.name)
+        scipy.io.savemat(root / "Data" / "AllImages_release.mat", {"AllImages_release": cells})
+        scipy.io.savemat(root / "Data" / "AllMOS_release.mat", {"AllMOS_release": np.array([frame.score * 20])})
+    else:
+        frame.assign(image="pics/" + frame.name)[["image", "score"]].to_csv(root / "scores.csv", index=False)
+        return root / "scores.csv"
+    return root
+
+
+@pytest.mark.parametrize("kind", ["kadid10k", "koniq10k", "spaq", "livec", "csv"])
+def test_pretraining_runs_on_every_documented_dataset_kind(kind, tmp_path):
+    dataset = _natural_set(kind, tmp_path / kind)
+    extra = {"csv_format": {"score_range": [1, 5], "higher_is_better": True}} if kind == "csv" else {}
+    _run(
+        ["train.json", "pretrain.json"],
+        "pretraining",
+        **TINY,
+        **_dirs(tmp_path),
+        dataset_kind=kind,
+        dataset_dir=str(dataset),
+        crop_size=[32, 32],
+        max_epochs=1,
+        val_fraction=0.25,
+        use_mlflow=False,
+        **extra,
+    )
+    assert (tmp_path / "models" / "pretrained.pt").is_file()
+    rows = list(csv.DictReader(open(tmp_path / "eval" / "pretrain" / "val_predictions.csv")))
+    assert len(rows) == 3  # a quarter of the 12 images (of the 4 pictures for KADID-10k, kept whole)
+    labels = sorted(float(r["label"]) for r in rows)
+    assert all(0.0 <= v <= 4.0 for v in labels) and labels != [labels[0]] * 3  # mapped onto 0-4, stratified

@@ -280,7 +280,7 @@ def read_ldctiqac(
     Raises:
         DatasetMismatchError: a scored file is missing, an image has no score, or a score is not in [0, 4].
     """
-    root = Path(root)
+    root = _check_dir(Path(root), "ldctiqac", "dataset")
     labels_path = _ldctiqac_labels_path(root, labels)
     folder = Path(image_dir) if image_dir is not None else (root / "image" if (root / "image").is_dir() else root)
     _check_dir(folder, "ldctiqac", "image")

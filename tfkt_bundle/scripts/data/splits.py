@@ -13,7 +13,15 @@ import numpy as np
 
 from scripts.utils.listing import name_list
 
-__all__ = ["split_train_val", "kfold", "make_split"]
+__all__ = ["group_key_of", "split_train_val", "kfold", "make_split"]
+
+
+def group_key_of(items: Sequence[Mapping]) -> str | None:
+    """``"group"`` when every item names its source picture (KADID-10k, a CSV with a group column), else None.
+
+    Splits keep a group on one side, so that distortions of one picture never sit on both sides of a split.
+    """
+    return "group" if items and all("group" in item for item in items) else None
 
 
 def _units(items: Sequence[Mapping], group_key: str | None) -> list[tuple[str, float, list[int]]]:

@@ -99,7 +99,8 @@ class PredictionReport:
         prefix: file-name prefix, e.g. "val" or "test".
         only_best: write only on epochs where the evaluator's key metric improved (validation during training).
         n_boot: bootstrap resamples for the confidence intervals.
-        print_report: print the metrics report (stand-alone evaluation).
+        print_report: print the metrics report and the files written (stand-alone evaluation).
+        checkpoint: the checkpoint being scored, named in the printed report.
         extra_keys: item keys copied into each row (e.g. series and instance identifiers at inference).
     """
 
@@ -111,12 +112,14 @@ class PredictionReport:
         n_boot: int = 1000,
         print_report: bool = False,
         extra_keys: Sequence[str] = (),
+        checkpoint: str | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.prefix = prefix
         self.only_best = only_best
         self.n_boot = n_boot
         self.print_report = print_report
+        self.checkpoint = checkpoint
         self.extra_keys = tuple(extra_keys)
         self.rows: list[dict] = []
         self.summary: dict | None = None
@@ -163,7 +166,10 @@ class PredictionReport:
             metrics=self.summary,
         )
         if self.print_report:
-            print(format_metrics(self.summary))
+            scored = f"{self.checkpoint} on " if self.checkpoint else ""
+            print(f"{self.prefix}: {scored}{len(self.rows)} items\n{format_metrics(self.summary)}")
+            written = ", ".join(f"{self.prefix}_{n}" for n in ("predictions.csv", "metrics.json", "scatter.png"))
+            print(f"wrote {self.output_dir}: {written}")
 
 
 def _plain(value):

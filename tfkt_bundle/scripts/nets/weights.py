@@ -133,39 +133,66 @@ def initialise(
     pretrained: str | os.PathLike | None = None,
     imagenet: str | os.PathLike | None = None,
 ) -> str:
-    """Set a network's starting weights for training and say in the log where they came from.
+    """Set a network's starting weights for training and say in the log where they came from and why.
 
     Args:
         network: the freshly built network.
         mode: "pretrained" (the natural-image IQA checkpoint, required), "imagenet" (backbone only), "scratch", or
-            "auto": the pre-trained checkpoint if the file exists, else ImageNet where local weights exist, else
-            scratch.
-        pretrained: path of the pre-trained checkpoint (the pre-training workflow's ``model.pt``).
+            "auto": the pre-trained checkpoint if the file exists and was saved from this network's architecture,
+            else ImageNet where local weights exist, else scratch. Auto never loads another architecture's file.
+        pretrained: path of the pre-trained checkpoint (what the pre-training workflow writes).
         imagenet: ImageNet weights file for the backbone; None uses the bundled lite0 file where it applies.
 
     Returns:
         The mode actually used.
+
+    Raises:
+        ValueError: ``mode`` is unknown, or "pretrained" names a file saved from another architecture.
+        FileNotFoundError: "pretrained" without the file.
     """
     if mode not in INIT_MODES:
         raise ValueError(f"init must be one of {INIT_MODES}, got {mode!r}")
+    state = None
+    if mode in ("auto", "pretrained") and pretrained is not None and Path(pretrained).is_file():
+        state = load_state_dict_file(pretrained)
+        mismatch = architecture_mismatch(network, state)
+        if mismatch and mode == "pretrained":
+            raise ValueError(
+                f"{pretrained} was saved from another network ({mismatch}); pre-train this network_preset "
+                "first, or pass --init imagenet or --init scratch"
+            )
+        if mismatch:
+            logger.info("not starting from %s: it was saved from another network (%s)", pretrained, mismatch)
+            state = None
+    if mode == "pretrained" and state is None:
+        raise FileNotFoundError(f"init 'pretrained' needs the pre-trained checkpoint, but {pretrained} does not exist")
     if mode == "auto":
-        mode = _auto_mode(network, pretrained, imagenet)
+        mode = "pretrained" if state is not None else _fallback_mode(network, imagenet)
     if mode == "pretrained":
-        if pretrained is None:
-            raise FileNotFoundError("init 'pretrained' needs the pre-trained checkpoint path")
-        network.load_state_dict(load_state_dict_file(pretrained))
+        network.load_state_dict(state)
         logger.info("starting from the pre-trained checkpoint %s", pretrained)
     elif mode == "imagenet":
         load_imagenet_backbone(network, imagenet)
         logger.info("starting from ImageNet weights for the backbone (%s)", imagenet or "bundled lite0 file")
     else:
-        logger.info("starting from random initialisation")
+        logger.info("starting from random initialisation (no pre-trained checkpoint or local ImageNet weights)")
     return mode
 
 
-def _auto_mode(network: nn.Module, pretrained, imagenet) -> str:
-    if pretrained is not None and Path(pretrained).is_file():
-        return "pretrained"
+def architecture_mismatch(network: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """Why ``state`` does not load into ``network`` exactly ("" when it does): missing, extra or reshaped tensors."""
+    target = network.state_dict()
+    missing, extra = set(target) - set(state), set(state) - set(target)
+    reshaped = [k for k in set(target) & set(state) if target[k].shape != state[k].shape]
+    parts = [
+        f"{len(names)} {what}"
+        for names, what in ((missing, "missing"), (extra, "unexpected"), (reshaped, "reshaped"))
+        if names
+    ]
+    return f"{', '.join(parts)} of {len(target)} tensors" if parts else ""
+
+
+def _fallback_mode(network: nn.Module, imagenet) -> str:
     if imagenet is not None or getattr(network, "backbone_name", None) == "tf_efficientnet_lite0":
         return "imagenet"
     return "scratch"

@@ -68,10 +68,17 @@ class FileCheckpoint:
         # A plain callable save handler: ignite calls remove() only on its BaseSaveHandler savers.
         if idist.get_rank() != 0:
             return
+        replaced = self.path.is_file()
         with atomic_path(self.path) as tmp:
             torch.save(checkpoint, tmp)
-        what = f"new best {self.score_metric}" if self.score_metric else "resumable state"
-        logger.info("saved %s to %s", what, self.path)
+        if self.score_metric is None:
+            logger.info("saved the resumable state to %s", self.path)
+        else:
+            score = (metadata or {}).get("priority")
+            shown = f" {score:.4f}" if isinstance(score, float) else ""
+            logger.info(
+                "new best %s%s: %s %s", self.score_metric, shown, "replaced" if replaced else "wrote", self.path
+            )
 
 
 def resume_requested(resume: bool, path: str) -> bool:

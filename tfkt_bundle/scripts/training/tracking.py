@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import ignite.distributed as idist
 from monai.bundle import ConfigParser
 from monai.handlers import MLFlowHandler
 
-from scripts.utils.atomic import atomic_write_json
+from scripts.utils.atomic import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,21 @@ class SafeMLFlowHandler(MLFlowHandler):
     def attach(self, engine) -> None:
         if not self._failed:  # a store refused at construction leaves nothing to attach
             super().attach(engine)
+
+
+def run_name_for(run_dir: str, stage: str, resume: bool = False) -> str:
+    """The MLflow run name of a workflow run: ``<stage>_<date>_<time>``, or the interrupted run's name on resume.
+
+    The name is kept in ``<run_dir>/mlflow_run.txt``; MONAI's MLflow handler continues an unfinished run of the same
+    name, so a resumed training run extends its own record instead of opening a second one.
+    """
+    record = Path(run_dir) / "mlflow_run.txt"
+    if resume and record.is_file():
+        return record.read_text(encoding="utf-8").strip()
+    name = f"{stage}_{time.strftime('%Y%m%d_%H%M%S')}"
+    if idist.get_rank() == 0:  # other ranks track nothing; one writer keeps the record consistent
+        atomic_write_text(record, name + "\n")
+    return name
 
 
 def write_run_config(path: str, params: Mapping[str, Any], config_file: str | Sequence[str] | None = None) -> str:

@@ -1,0 +1,144 @@
+"""A training run from start to end as a user sees it: what it will replace, what it wrote, how to resume it.
+
+``run_training`` is the ``run`` step of ``configs/train.json``. Before training it says which existing model the
+run will replace; after it, where every output went; on Ctrl-C (or SIGINT from a scheduler) it marks the MLflow run
+KILLED, prints the command that resumes it, and exits with status 130. A resumed run reuses the MLflow run name
+(:func:`scripts.training.tracking.run_name_for`), so MONAI's MLflow handler continues the same run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from ignite.engine import Engine, Events
+
+__all__ = ["PropagateErrors", "run_training", "resume_command"]
+
+logger = logging.getLogger(__name__)
+
+
+class PropagateErrors:
+    """First ``EXCEPTION_RAISED`` handler of an engine: passes every exception straight up.
+
+    Without it, MONAI's StatsHandler logs each one with its whole traceback before re-raising it (a Ctrl-C became
+    dozens of lines), and an engine whose only exception handler does not re-raise would swallow the error. The
+    error is then reported once, at the top (:func:`scripts.utils.cli.report_error`, or the interruption notice of
+    :func:`run_training`).
+    """
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self)
+
+    def __call__(self, engine: Engine, error: BaseException) -> None:
+        raise error
+
+
+def run_training(
+    trainer: Engine,
+    evaluator: Engine,
+    model_path: str,
+    last_ckpt: str,
+    run_dir: str,
+    mlflow_run: Mapping[str, str] | None = None,
+) -> None:
+    """Run ``trainer``; report what is replaced, what was written, and how to resume after an interruption.
+
+    Args:
+        trainer: the workflow's trainer.
+        evaluator: its validator (holds the best score and epoch).
+        model_path: the best checkpoint this run writes.
+        last_ckpt: the resumable checkpoint.
+        run_dir: folder of the validation reports.
+        mlflow_run: ``tracking_uri``, ``experiment_name`` and ``run_name`` of the run's MLflow record, or None.
+    """
+    replaces = os.path.isfile(model_path)
+    if replaces:
+        logger.warning(
+            "%s exists: this run replaces it with its own best checkpoint (--ckpt_path keeps it)", model_path
+        )
+    interrupted = False
+    try:
+        trainer.run()
+    except KeyboardInterrupt:
+        interrupted = True
+    except BaseException:
+        _set_mlflow_status(mlflow_run, "FAILED")
+        raise
+    if interrupted:
+        # Outside the except block: a library that logs with exc_info meanwhile must not print the interrupt's trace.
+        _set_mlflow_status(mlflow_run, "KILLED")
+        epoch = trainer.state.epoch
+        print(f"\ninterrupted in epoch {epoch}; the last complete epoch is saved in {last_ckpt}.", file=sys.stderr)
+        print(f"resume with:\n  {resume_command()}", file=sys.stderr)
+        raise SystemExit(130)
+    _print_outputs(trainer, evaluator, model_path, last_ckpt, run_dir, mlflow_run, replaces)
+
+
+def resume_command(argv: list[str] | None = None) -> str:
+    """The command line that resumes this run: the same ``monai.bundle run`` command with ``--resume True``."""
+    argv = list(sys.argv if argv is None else argv)
+    if Path(argv[0]).parts[-3:] != ("monai", "bundle", "__main__.py"):
+        return "the same command with --resume True"
+    args, skip = [], False
+    for token in argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if token.startswith("--resume"):
+            skip = "=" not in token
+            continue
+        args.append(token)
+    return "python -m monai.bundle " + shlex.join([*args, "--resume", "True"])
+
+
+def _set_mlflow_status(mlflow_run: Mapping[str, str] | None, status: str) -> None:
+    """Mark the run's MLflow record (found by name) as ``status``; tracking problems are only logged."""
+    run = _find_mlflow_run(mlflow_run)
+    if run is None:
+        return
+    client, run_id = run
+    try:
+        client.set_terminated(run_id, status)
+    except Exception as err:  # noqa: BLE001 - the record must never hide the interruption itself
+        logger.warning("could not mark MLflow run %s %s: %s", run_id, status, err)
+
+
+def _find_mlflow_run(mlflow_run: Mapping[str, str] | None):
+    if not mlflow_run:
+        return None
+    try:
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=mlflow_run["tracking_uri"])
+        experiment = client.get_experiment_by_name(mlflow_run["experiment_name"])
+        if experiment is None:
+            return None
+        runs = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{mlflow_run['run_name']}'")
+    except Exception as err:  # noqa: BLE001 - a report, never a reason to fail
+        logger.warning("MLflow store not readable: %s", err)
+        return None
+    return (client, runs[0].info.run_id) if runs else None
+
+
+def _print_outputs(trainer, evaluator, model_path, last_ckpt, run_dir, mlflow_run, replaced) -> None:
+    state = evaluator.state
+    best = getattr(state, "best_metric", None)
+    best_epoch = getattr(state, "best_metric_epoch", None)
+    lines = [f"training finished after {trainer.state.epoch} epochs"]
+    if best is not None and best_epoch is not None and best_epoch > 0:
+        lines[0] += f"; best validation score {best:.4f} in epoch {best_epoch}"
+    if os.path.isfile(model_path):
+        lines.append(f"  model        {model_path}" + (" (replaced the previous file)" if replaced else ""))
+    lines.append(f"  resumable    {last_ckpt}")
+    reports = sorted(p.name for p in Path(run_dir).glob("val_*")) if Path(run_dir).is_dir() else []
+    if reports:
+        lines.append(f"  validation   {run_dir}: {', '.join(reports)}")
+    run = _find_mlflow_run(mlflow_run)
+    if run is not None:
+        lines.append(f"  MLflow run   {mlflow_run['run_name']} (id {run[1]}) in {mlflow_run['tracking_uri']}")
+    print("\n".join(lines))
