@@ -181,7 +181,8 @@ def _finish(
     if problems and strict:
         parts = [f"{len(found)} {kind}(s): {name_list(found)}" for kind, found in problems.items()]
         raise DatasetMismatchError(
-            f"{dataset} ({where}): {'; '.join(parts)} [{total} scored entries]; pass strict=False to skip them"
+            f"{dataset} ({where}): {'; '.join(parts)} [{total} scored entries]; "
+            "to skip them, pass --strict False (strict=False in Python)"
         )
     for found in problems.values():
         for name, reason in sorted(found.items()):

@@ -1,0 +1,63 @@
+"""A training run as a user sees it (scripts.training.session): errors propagate once, the resume command."""
+
+from __future__ import annotations
+
+import pytest
+from ignite.engine import Engine
+from monai.handlers import StatsHandler
+
+from scripts.training.session import PropagateErrors, resume_command
+
+RUNNER = "/venv/lib/python3.11/site-packages/monai/bundle/__main__.py"
+
+
+def _failing_engine():
+    def step(engine, batch):
+        raise FileNotFoundError("/data/x does not exist")
+
+    return Engine(step)
+
+
+def test_errors_reach_the_caller_before_stats_handler_logs_their_traceback():
+    logged = []
+
+    class SpiedStats(StatsHandler):
+        def exception_raised(self, engine, e):  # MONAI's version logs the whole traceback, then re-raises
+            logged.append(e)
+            raise e
+
+    engine = _failing_engine()
+    PropagateErrors().attach(engine)
+    SpiedStats(iteration_log=False).attach(engine)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        engine.run([0], max_epochs=1)
+    assert logged == []
+
+
+def test_an_engine_whose_only_handler_swallows_errors_still_raises():
+    engine = _failing_engine()
+    PropagateErrors().attach(engine)
+    with pytest.raises(FileNotFoundError):
+        engine.run([0], max_epochs=1)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            [RUNNER, "run", "training", "--config_file", "configs/train.json", "--max_epochs", "5"],
+            "python -m monai.bundle run training --config_file configs/train.json --max_epochs 5 --resume True",
+        ),
+        (
+            [RUNNER, "run", "training", "--resume", "False", "--dataset_dir", "/my data"],
+            "python -m monai.bundle run training --dataset_dir '/my data' --resume True",
+        ),
+        (
+            [RUNNER, "run", "training", "--resume=False", "--seed", "1"],
+            "python -m monai.bundle run training --seed 1 --resume True",
+        ),
+        (["pytest", "-k", "x"], "the same command with --resume True"),
+    ],
+)
+def test_resume_command_repeats_the_run_with_resume(argv, expected):
+    assert resume_command(argv) == expected
