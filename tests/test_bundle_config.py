@@ -186,3 +186,30 @@ def test_verify_net_in_out_catches_a_wrong_channel_count(monkeypatch):
             n=1,
             **{"_meta_#network_data_format#inputs#image#num_channels": 3},
         )
+
+
+def test_ckpt_export_gives_a_torchscript_model_with_the_bundle_configs(tmp_path, monkeypatch):
+    """The model zoo's TorchScript check: MONAI's ckpt_export on a checkpoint of the inference network."""
+    from monai.bundle import ckpt_export
+
+    from scripts.nets.networks import create_network
+
+    monkeypatch.chdir(BUNDLE_ROOT)
+    torch.manual_seed(0)
+    net = create_network("hybrid_tiny").eval()
+    torch.save(net.state_dict(), tmp_path / "model.pt")
+    ckpt_export(
+        "network_def",
+        filepath=str(tmp_path / "model.ts"),
+        ckpt_file=str(tmp_path / "model.pt"),
+        meta_file=str(META),
+        config_file=str(CONFIGS / "inference.json"),
+        network_preset="hybrid_tiny",
+    )
+    extra = {"metadata.json": "", "inference.json": ""}
+    loaded = torch.jit.load(str(tmp_path / "model.ts"), _extra_files=extra)
+    x = torch.rand(3, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), net(x))
+    assert json.loads(extra["metadata.json"])["version"] == json.loads(META.read_text())["version"]
+    assert "network_def" in json.loads(extra["inference.json"])

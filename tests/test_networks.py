@@ -116,3 +116,14 @@ def test_gradient_steps_lower_the_loss():
         opt.step()
         losses.append(float(loss))
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize("preset", ["hybrid_tiny", "hybrid_lite0"])
+def test_default_networks_script_to_torchscript_with_equal_scores(preset):
+    torch.manual_seed(0)
+    net = create_network(preset).eval()
+    scripted = torch.jit.script(net)
+    for size in (64, 96):  # any slice size: positions are computed for the grid at hand
+        x = torch.rand(2, 1, size, size)
+        with torch.no_grad():
+            torch.testing.assert_close(scripted(x), net(x), rtol=1e-5, atol=1e-5)

@@ -49,10 +49,12 @@ class _ScoreHead(nn.Module):
 
 def _check_input(x: torch.Tensor, in_chans: int) -> None:
     if x.ndim != 4 or x.shape[1] != in_chans:
-        raise ValueError(f"expected input of shape (B, {in_chans}, H, W), got {tuple(x.shape)}")
+        raise ValueError(f"expected input of shape (B, {in_chans}, H, W), got {list(x.shape)}")
 
 
-def sincos_position_2d(height: int, width: int, dim: int, device=None, dtype=None) -> torch.Tensor:
+def sincos_position_2d(
+    height: int, width: int, dim: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """Fixed 2-D sine-cosine position codes of shape (height * width, dim), row-major.
 
     Half of ``dim`` encodes the row, half the column; ``dim`` must be divisible by 4.
