@@ -11,7 +11,7 @@ from conftest import BUNDLE_ROOT
 
 SCRIPTS = BUNDLE_ROOT / "scripts"
 # Bottom to top: a module may import from its own layer and the layers before it.
-LAYERS = ("utils", "ctio", "synthesis", "data", "nets", "evaluation", "training", "clinical", "demo")
+LAYERS = ("utils", "ctio", "synthesis", "data", "nets", "evaluation", "training", "clinical", "demo", "command")
 
 
 def _module_name(path) -> str:

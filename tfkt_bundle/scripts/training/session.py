@@ -80,9 +80,14 @@ def run_training(
 
 
 def resume_command(argv: list[str] | None = None) -> str:
-    """The command line that resumes this run: the same ``monai.bundle run`` command with ``--resume True``."""
+    """The command line that resumes this run: the same ``monai.bundle run`` or ``tfkt-bundle`` command with
+    ``--resume True``."""
     argv = list(sys.argv if argv is None else argv)
-    if Path(argv[0]).parts[-3:] != ("monai", "bundle", "__main__.py"):
+    if Path(argv[0]).parts[-3:] == ("monai", "bundle", "__main__.py"):
+        program = "python -m monai.bundle"
+    elif Path(argv[0]).name == "tfkt-bundle":
+        program = "tfkt-bundle"
+    else:
         return "the same command with --resume True"
     args, skip = [], False
     for token in argv[1:]:
@@ -93,7 +98,7 @@ def resume_command(argv: list[str] | None = None) -> str:
             skip = "=" not in token
             continue
         args.append(token)
-    return "python -m monai.bundle " + shlex.join([*args, "--resume", "True"])
+    return f"{program} {shlex.join([*args, '--resume', 'True'])}"
 
 
 def _set_mlflow_status(mlflow_run: Mapping[str, str] | None, status: str) -> None:

@@ -24,12 +24,22 @@ from pathlib import Path
 
 from monai.bundle import ConfigParser
 
-__all__ = ["DEBUG_ENV", "check_command_line", "report_error", "runner_overrides", "config_ids"]
+__all__ = ["DEBUG_ENV", "check_command_line", "check_overrides", "report_error", "runner_overrides", "config_ids"]
 
 DEBUG_ENV = "TFKT_DEBUG"
 # Arguments of monai.bundle.run itself, not config ids.
 RUNNER_ARGS = frozenset(
-    {"run_id", "init_id", "final_id", "meta_file", "config_file", "logging_file", "tracking", "args_file"}
+    {
+        "run_id",
+        "init_id",
+        "final_id",
+        "meta_file",
+        "config_file",
+        "logging_file",
+        "tracking",
+        "args_file",
+        "bundle_root",
+    }
 )
 # What a user's mistake raises; anything else is a defect and keeps its traceback.
 EXPECTED_ERRORS = (OSError, ValueError, KeyError, ImportError, LookupError)
@@ -99,8 +109,13 @@ def check_command_line(argv: Sequence[str] | None = None) -> None:
     files = dict(pairs).get("config_file")
     if not isinstance(files, str):
         return
-    ids = config_ids(files)
-    for key, value in pairs:
+    check_overrides(files, dict(pairs))
+
+
+def check_overrides(config_files: str | Sequence[str], overrides: dict) -> None:
+    """Raise ValueError for an override that names no id of the merged configs, or that gives None/null."""
+    ids = config_ids(config_files)
+    for key, value in overrides.items():
         _check_override(key.replace("::", "#"), value, ids)
 
 

@@ -1,0 +1,105 @@
+"""``tfkt-bundle``: the bundle's workflows from any directory, with the bundle's own checks around MONAI's runner.
+
+``tfkt-bundle run training --dataset_dir /data/LDCTIQAG2023_train`` is ``python -m monai.bundle run training
+--config_file configs/train.json --dataset_dir ...`` run from the bundle root, plus what that runner cannot do:
+
+- any working directory: the workflow's config files and ``bundle_root`` come from the installed bundle;
+- ``None``/``null`` values are passed on as None (the MONAI runner drops them);
+- a setting that names no config id is refused with the nearest ids (:mod:`scripts.utils.cli`);
+- every expected error, the runner's own included, is one line (``TFKT_DEBUG=1`` for the traceback).
+
+Workflows: ``training``, ``pretraining``, ``evaluating``, ``inference``, ``rescoring`` (see :data:`WORKFLOWS`);
+``--config_file`` replaces the workflow's files (paths relative to the working directory or to ``configs/``).
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from scripts.utils.cli import NONE_WORDS, check_overrides, report_error
+
+__all__ = ["WORKFLOWS", "BUNDLE_ROOT", "parse_command", "main"]
+
+BUNDLE_ROOT = Path(__file__).resolve().parent.parent
+# workflow -> (config files, merged in order, and the run id they define)
+WORKFLOWS = {
+    "training": (("train.json",), "training"),
+    "pretraining": (("train.json", "pretrain.json"), "pretraining"),
+    "evaluating": (("train.json", "evaluate.json"), "evaluating"),
+    "inference": (("inference.json",), "run"),
+    "rescoring": (("rescore.json",), "rescoring"),
+}
+USAGE = f"usage: tfkt-bundle run {{{','.join(WORKFLOWS)}}} [--id value ...]"
+
+
+def parse_command(argv: Sequence[str]) -> tuple[str, list[str], dict]:
+    """``run WORKFLOW --id value ...`` -> (run id, config files, overrides with values read as Python literals)."""
+    if len(argv) < 2 or argv[0] != "run" or argv[1] not in WORKFLOWS:
+        raise ValueError(f"{USAGE}; got {' '.join(argv) or 'nothing'}")
+    files, run_id = WORKFLOWS[argv[1]]
+    overrides = dict(_pairs(argv[2:]))
+    given = overrides.pop("config_file", None)
+    paths = [_config_path(f) for f in (_as_list(given) if given is not None else files)]
+    overrides.setdefault("bundle_root", str(BUNDLE_ROOT))
+    return run_id, paths, overrides
+
+
+def _pairs(tokens: Sequence[str]):
+    tokens = list(tokens)
+    while tokens:
+        token = tokens.pop(0)
+        if not token.startswith("--"):
+            raise ValueError(f"unexpected argument {token!r}: give each setting as --id value ({USAGE})")
+        key, eq, text = token[2:].partition("=")
+        if not eq:
+            text = tokens.pop(0) if tokens and not tokens[0].startswith("--") else "True"
+        yield key.replace("::", "#"), _value(text)
+
+
+def _value(text: str):
+    if text in NONE_WORDS:
+        return "$None"  # an expression: the MONAI runner would drop a plain None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _as_list(value) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
+def _config_path(name: str) -> str:
+    path = Path(name)
+    for candidate in (path, BUNDLE_ROOT / "configs" / path.name):
+        if candidate.is_file():
+            return str(candidate.resolve())
+    raise FileNotFoundError(f"config file {name} not found here or in {BUNDLE_ROOT / 'configs'}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point ``tfkt-bundle``."""
+    sys.excepthook = report_error
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.split("\n\n")[0] + "\n\n" + USAGE)
+        return
+    run_id, files, overrides = parse_command(argv)
+    check_overrides(files, overrides)
+    from monai.bundle import run  # imported here: --help and usage errors stay instant
+
+    configs = BUNDLE_ROOT / "configs"
+    run(
+        run_id,
+        config_file=files,
+        meta_file=str(configs / "metadata.json"),
+        logging_file=str(configs / "logging.conf"),
+        **overrides,
+    )
+
+
+if __name__ == "__main__":
+    main()
