@@ -52,6 +52,14 @@ def test_an_engine_whose_only_handler_swallows_errors_still_raises():
             [RUNNER, "run", "training", "--resume", "False", "--dataset_dir", "/my data"],
             "python -m monai.bundle run training --dataset_dir '/my data' --resume True",
         ),
+        (  # a bare --resume flag: the setting after it stays
+            [RUNNER, "run", "training", "--resume", "--seed", "1"],
+            "python -m monai.bundle run training --seed 1 --resume True",
+        ),
+        (
+            ["/venv/bin/tfkt-bundle", "run", "training", "--max_epochs", "3"],
+            "tfkt-bundle run training --max_epochs 3 --resume True",
+        ),
         (
             [RUNNER, "run", "training", "--resume=False", "--seed", "1"],
             "python -m monai.bundle run training --seed 1 --resume True",

@@ -2,13 +2,13 @@
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from ignite.engine import Engine
 
 from scripts.clinical.summary import SeriesSummary, summarize_series
+from scripts.evaluation.handlers import PredictionReport
 
 # Skewed on purpose: the mean (1.75) is not the median (1.0); two values sit exactly on the threshold 1.0.
 SCORES_A = [1.0, 4.5, 0.5, 1.0]
@@ -56,7 +56,8 @@ def test_summary_groups_by_source_then_name_when_series_is_absent():
 
 
 def _run_summary(rows, tmp_path: Path, threshold=2.0):
-    report = SimpleNamespace(rows=rows, output_dir=tmp_path, prefix="test")
+    report = PredictionReport(str(tmp_path), prefix="test")  # the real report, its rows filled as a run would
+    report.rows = rows
     handler = SeriesSummary(report, str(tmp_path), threshold=threshold)
     engine = Engine(lambda engine, batch: None)
     handler.attach(engine)

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from scripts.utils.cli import NONE_WORDS, check_overrides, report_error
+from scripts.utils.cli import NONE_WORDS, check_overrides, report_error, split_flags
 
 __all__ = ["WORKFLOWS", "BUNDLE_ROOT", "parse_command", "main"]
 
@@ -48,18 +48,13 @@ def parse_command(argv: Sequence[str]) -> tuple[str, list[str], dict]:
 
 
 def _pairs(tokens: Sequence[str]):
-    tokens = list(tokens)
-    while tokens:
-        token = tokens.pop(0)
-        if not token.startswith("--"):
-            raise ValueError(f"unexpected argument {token!r}: give each setting as --id value ({USAGE})")
-        key, eq, text = token[2:].partition("=")
-        if not eq:
-            text = tokens.pop(0) if tokens and not tokens[0].startswith("--") else "True"
+    for key, text in split_flags(tokens, hint=f" ({USAGE})"):
         yield key.replace("::", "#"), _value(text)
 
 
-def _value(text: str):
+def _value(text: str | bool):
+    if text is True:
+        return True  # a bare flag
     if text in NONE_WORDS:
         return "$None"  # an expression: the MONAI runner would drop a plain None
     try:

@@ -76,7 +76,4 @@ class SeriesSummary:
                 f"(min {entry['min_score']:.2f}, max {entry['max_score']:.2f}), "
                 f"{entry[below]:.0%} below {self.threshold:g}"
             )
-        print(
-            f"per-slice scores: {self.report.output_dir / (self.report.prefix + '_predictions.csv')}\n"
-            f"summary: {self.path}"
-        )
+        print(f"per-slice scores: {self.report.path('predictions.csv')}\nsummary: {self.path}")

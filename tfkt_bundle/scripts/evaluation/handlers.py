@@ -124,6 +124,10 @@ class PredictionReport:
         self.rows: list[dict] = []
         self.summary: dict | None = None
 
+    def path(self, kind: str) -> Path:
+        """Where the report's ``kind`` file goes: "predictions.csv", "metrics.json" or "scatter.png"."""
+        return self.output_dir / f"{self.prefix}_{kind}"
+
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
@@ -147,7 +151,7 @@ class PredictionReport:
             return
         if self.only_best and getattr(engine.state, "best_metric_epoch", engine.state.epoch) != engine.state.epoch:
             return
-        write_predictions_csv(self.rows, self.output_dir / f"{self.prefix}_predictions.csv")
+        write_predictions_csv(self.rows, self.path("predictions.csv"))
         if "label" not in self.rows[0]:
             return
         pred = np.array([r["prediction"] for r in self.rows])
@@ -157,18 +161,12 @@ class PredictionReport:
         except UndefinedStatisticError as e:
             logger.warning("%s metrics not written: %s", self.prefix, e)
             return
-        atomic_write_json(self.output_dir / f"{self.prefix}_metrics.json", self.summary)
-        plot_scatter(
-            pred,
-            label,
-            self.output_dir / f"{self.prefix}_scatter.png",
-            title=f"{self.prefix} set",
-            metrics=self.summary,
-        )
+        atomic_write_json(self.path("metrics.json"), self.summary)
+        plot_scatter(pred, label, self.path("scatter.png"), title=f"{self.prefix} set", metrics=self.summary)
         if self.print_report:
             scored = f"{self.checkpoint} on " if self.checkpoint else ""
             print(f"{self.prefix}: {scored}{len(self.rows)} items\n{format_metrics(self.summary)}")
-            written = ", ".join(f"{self.prefix}_{n}" for n in ("predictions.csv", "metrics.json", "scatter.png"))
+            written = ", ".join(self.path(kind).name for kind in ("predictions.csv", "metrics.json", "scatter.png"))
             print(f"wrote {self.output_dir}: {written}")
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from ignite.engine import Engine, Events
 
+from scripts.utils.cli import is_bundle_runner
+
 __all__ = ["PropagateErrors", "run_training", "resume_command"]
 
 logger = logging.getLogger(__name__)
@@ -58,9 +60,7 @@ def run_training(
     """
     replaces = os.path.isfile(model_path)
     if replaces:
-        logger.warning(
-            "%s exists: this run replaces it with its own best checkpoint (--ckpt_path keeps it)", model_path
-        )
+        logger.warning("%s exists: this run replaces it (pass --ckpt_path <another file> to keep it)", model_path)
     interrupted = False
     try:
         trainer.run()
@@ -83,19 +83,16 @@ def resume_command(argv: list[str] | None = None) -> str:
     """The command line that resumes this run: the same ``monai.bundle run`` or ``tfkt-bundle`` command with
     ``--resume True``."""
     argv = list(sys.argv if argv is None else argv)
-    if Path(argv[0]).parts[-3:] == ("monai", "bundle", "__main__.py"):
+    if is_bundle_runner(argv[0]):
         program = "python -m monai.bundle"
     elif Path(argv[0]).name == "tfkt-bundle":
         program = "tfkt-bundle"
     else:
         return "the same command with --resume True"
-    args, skip = [], False
-    for token in argv[1:]:
-        if skip:
-            skip = False
-            continue
-        if token.startswith("--resume"):
-            skip = "=" not in token
+    args, tokens = [], argv[1:]
+    for i, token in enumerate(tokens):
+        resume_value = i > 0 and tokens[i - 1] == "--resume" and not token.startswith("--")
+        if token == "--resume" or token.startswith("--resume=") or resume_value:
             continue
         args.append(token)
     return f"{program} {shlex.join([*args, '--resume', 'True'])}"

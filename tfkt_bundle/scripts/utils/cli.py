@@ -24,7 +24,16 @@ from pathlib import Path
 
 from monai.bundle import ConfigParser
 
-__all__ = ["DEBUG_ENV", "check_command_line", "check_overrides", "report_error", "runner_overrides", "config_ids"]
+__all__ = [
+    "is_bundle_runner",
+    "split_flags",
+    "DEBUG_ENV",
+    "check_command_line",
+    "check_overrides",
+    "report_error",
+    "runner_overrides",
+    "config_ids",
+]
 
 DEBUG_ENV = "TFKT_DEBUG"
 # Arguments of monai.bundle.run itself, not config ids.
@@ -46,8 +55,35 @@ EXPECTED_ERRORS = (OSError, ValueError, KeyError, ImportError, LookupError)
 NONE_WORDS = frozenset({"None", "none", "null", "Null", "NULL"})
 
 
+def is_bundle_runner(program: str) -> bool:
+    """Whether ``program`` (``sys.argv[0]``) is MONAI's runner, ``python -m monai.bundle``."""
+    return Path(program).parts[-3:] == ("monai", "bundle", "__main__.py")
+
+
 def _under_runner(argv: Sequence[str]) -> bool:
-    return len(argv) > 1 and Path(argv[0]).parts[-3:] == ("monai", "bundle", "__main__.py") and argv[1] == "run"
+    return len(argv) > 1 and is_bundle_runner(argv[0]) and argv[1] == "run"
+
+
+def split_flags(tokens: Sequence[str], hint: str = "") -> list[tuple[str, str | bool]]:
+    """``--key value`` / ``--key=value`` / bare ``--flag`` tokens as (key, text) pairs in order, as fire reads them.
+
+    A bare flag (followed by another flag or nothing) gives True. Any other token is a ValueError (``hint`` is added).
+    """
+    pairs: list[tuple[str, str | bool]] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--"):
+            raise ValueError(f"unexpected argument {token!r}: give each setting as --id value{hint}")
+        key, eq, value = token[2:].partition("=")
+        if not eq:
+            if i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+                value, i = tokens[i + 1], i + 1
+            else:
+                value = True
+        pairs.append((key, value))
+        i += 1
+    return pairs
 
 
 def runner_overrides(argv: Sequence[str]) -> list[tuple[str, str | bool]]:
@@ -55,21 +91,7 @@ def runner_overrides(argv: Sequence[str]) -> list[tuple[str, str | bool]]:
     tokens = list(argv[2:])
     if tokens and not tokens[0].startswith("--"):
         tokens = tokens[1:]  # the run id
-    pairs: list[tuple[str, str | bool]] = []
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        if not token.startswith("--"):
-            raise ValueError(f"unexpected argument {token!r}: give each setting as --id value")
-        key, eq, value = token[2:].partition("=")
-        if not eq:
-            if i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
-                value, i = tokens[i + 1], i + 1
-            else:
-                value = True  # a bare flag, as fire reads it
-        pairs.append((key, value))
-        i += 1
-    return pairs
+    return split_flags(tokens)
 
 
 def config_ids(config_files: str | Sequence[str]) -> set[str]:
