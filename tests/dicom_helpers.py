@@ -24,8 +24,12 @@ def write_ct_slice(
     modality: str = "CT",
     study_uid: str = "1.2.3.4",
     description: str = "synthetic",
+    extra: dict | None = None,
 ) -> Path:
-    """Write a small uncompressed single-frame DICOM slice (int16, RescaleIntercept -1024, slope 1)."""
+    """Write a small uncompressed single-frame DICOM slice (int16, RescaleIntercept -1024, slope 1).
+
+    ``extra``: further attributes by keyword (e.g. ``{"CTDIvol": 12.0, "KVP": 120}``).
+    """
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE if modality == "CT" else MR_IMAGE_STORAGE
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -47,6 +51,8 @@ def write_ct_slice(
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
     ds.PixelData = pixels.astype("<i2").tobytes()
+    for keyword, value in (extra or {}).items():
+        setattr(ds, keyword, value)
     ds.save_as(path, enforce_file_format=True)
     return path
 

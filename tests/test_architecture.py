@@ -11,7 +11,9 @@ from conftest import BUNDLE_ROOT
 
 SCRIPTS = BUNDLE_ROOT / "scripts"
 # Bottom to top: a module may import from its own layer and the layers before it.
-LAYERS = ("utils", "ctio", "synthesis", "data", "nets", "evaluation", "training", "clinical", "demo", "command")
+LAYERS = (
+    "utils", "ctio", "synthesis", "data", "nets", "evaluation", "training", "clinical", "demo", "command", "score",
+)  # fmt: skip
 
 
 def _module_name(path) -> str:

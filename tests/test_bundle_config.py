@@ -97,20 +97,27 @@ def test_verify_metadata_with_a_local_schema(tmp_path):
 
 
 # Override files are merged over train.json, as the model zoo does for evaluate/multi-GPU configs.
-OVERRIDES = {"pretrain.json", "multi_gpu_train.json", "evaluate.json"}
+OVERRIDES = {"pretrain.json", "multi_gpu_train.json", "evaluate.json"}  # merged over train.json
+INFERENCE_OVERRIDES = {"inference_onnx.json"}  # merged over inference.json
 STANDALONE = {"train.json", "inference.json", "rescore.json"}
 ARGS_FILES = {"onnx_export.json"}  # arguments of a MONAI command (--args_file), not a workflow
 
 
 def test_every_config_is_an_override_or_stands_alone():
     names = {p.name for p in CONFIGS.glob("*.json")} - {"metadata.json"}
-    assert names == OVERRIDES | STANDALONE | ARGS_FILES
+    assert names == OVERRIDES | INFERENCE_OVERRIDES | STANDALONE | ARGS_FILES
 
 
-@pytest.mark.parametrize("name", sorted(OVERRIDES | STANDALONE))
+def _config_files(name: str) -> list[str]:
+    """The files a workflow merges to use ``name``."""
+    base = "train.json" if name in OVERRIDES else "inference.json" if name in INFERENCE_OVERRIDES else None
+    return [str(CONFIGS / f) for f in (base, name) if f]
+
+
+@pytest.mark.parametrize("name", sorted(OVERRIDES | INFERENCE_OVERRIDES | STANDALONE))
 def test_every_config_parses_from_any_working_directory(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing may resolve against the working directory
-    files = [str(CONFIGS / "train.json"), str(CONFIGS / name)] if name in OVERRIDES else [str(CONFIGS / name)]
+    files = _config_files(name)
     parser = ConfigParser()
     parser.read_config(files)
     parser.resolve_macro_and_relative_ids()
@@ -142,7 +149,7 @@ def test_inference_copies_equal_train():
         assert inference[key] == train[key], key
     assert inference["ckpt_path"] == train["model_path"]  # inference scores what fine-tuning writes
     assert set(inference["imports"]) <= set(train["imports"]) | {
-        "$import scripts.clinical.summary",
+        "$import scripts.clinical.exam_report",
         "$import scripts.ctio.slices",
         "$import scripts.data.stream",
     }

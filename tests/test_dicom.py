@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import pydicom
@@ -195,3 +196,37 @@ def test_enhanced_multiframe_yields_each_frame_in_normal_order(tmp_path):
     for array, info in out:
         raw = pydicom.pixels.pixel_array(tmp_path / "enhanced.dcm", index=info["frame"])
         np.testing.assert_array_equal(array, raw.astype(np.float32) - 1024)
+
+
+def test_enhanced_ct_acquisition_fields_come_from_the_functional_groups(tmp_path):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    source = pydicom.dcmread(get_testdata_file("eCT_Supplemental.dcm"))
+    shared = source.SharedFunctionalGroupsSequence[0]
+    shared.PixelValueTransformationSequence[0].RescaleType = "HU"
+    shared.CTXRayDetailsSequence = Sequence([Dataset()])
+    shared.CTXRayDetailsSequence[0].KVP = 100
+    for frame, item in enumerate(source.PerFrameFunctionalGroupsSequence):
+        exposure = Dataset()  # per frame, as under tube-current modulation
+        exposure.CTDIvol, exposure.ExposureInmAs = 10.0 + frame, 150.0 + frame
+        item.CTExposureSequence = Sequence([exposure])
+    source.save_as(tmp_path / "enhanced.dcm")
+    out = list(iter_ct_slices(tmp_path / "enhanced.dcm"))
+    assert len(out) == 2
+    for _, info in out:
+        frame = info["frame"]
+        assert (info["kvp"], info["ctdi_vol"], info["exposure_mas"]) == (100.0, 10.0 + frame, 150.0 + frame)
+
+
+def test_classic_ct_acquisition_fields_and_a_slice_read_again():
+    from scripts.ctio.slices import read_ct_slice, slice_identity
+
+    path = get_testdata_file("CT_small.dcm")
+    (hu, info), header = next(iter_ct_slices(path)), pydicom.dcmread(path)
+    identity = slice_identity(info, 0)
+    assert (identity["kvp"], identity["exposure_mas"]) == (float(header.KVP), float(header.Exposure))
+    assert (identity["manufacturer"], identity["convolution_kernel"]) == (header.Manufacturer, header.ConvolutionKernel)
+    assert identity["slice_thickness"] == float(header.SliceThickness) and math.isnan(identity["ctdi_vol"])
+    again, is_hu = read_ct_slice(identity["source"], int(identity["slice_index"]), None)
+    assert is_hu and np.array_equal(again, hu)

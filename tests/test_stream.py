@@ -8,22 +8,12 @@ import pytest
 import tifffile
 import torch
 
+from scripts.ctio.slices import SLICE_KEYS
 from scripts.ctio.window import apply_hu_window
 from scripts.data.stream import SliceStream
 from scripts.data.transforms import HUWindowd
 
-ITEM_KEYS = {
-    "image",
-    "is_hu",
-    "name",
-    "series",
-    "source",
-    "series_instance_uid",
-    "sop_instance_uid",
-    "instance_number",
-    "slice_index",
-    "z",
-}
+ITEM_KEYS = {"image", "is_hu", "name", *SLICE_KEYS}
 WINDOW = (-1000.0, 400.0)
 
 
@@ -76,6 +66,17 @@ def test_stream_is_re_iterable(inputs):
     stream = SliceStream(inputs["paths"])
     first, second = list(stream), list(stream)
     assert len(first) == 5 and _same_items(first, second)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_dataloader_workers_share_the_slices_each_once(inputs, workers):
+    alone = list(SliceStream(inputs["paths"]))
+    loader = torch.utils.data.DataLoader(SliceStream(inputs["paths"]), batch_size=None, num_workers=workers)
+    shared = list(loader)
+    assert sorted(item["name"] for item in shared) == sorted(item["name"] for item in alone)
+    by_name = {item["name"]: item for item in alone}
+    for item in shared:
+        np.testing.assert_array_equal(np.asarray(item["image"]), by_name[item["name"]]["image"])
 
 
 def test_stream_transform_windows_hu_slices_only(inputs):

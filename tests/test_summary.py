@@ -1,14 +1,13 @@
-"""scripts.clinical.summary: per-series score summaries and the SeriesSummary end-of-run handler."""
+"""scripts.clinical.summary: per-series groups in slice order, score statistics, flagged and worst slices, the
+acquisition fields, and the series folder names."""
 
 import json
-from pathlib import Path
+import math
 
 import numpy as np
 import pytest
-from ignite.engine import Engine
 
-from scripts.clinical.summary import SeriesSummary, summarize_series
-from scripts.evaluation.handlers import PredictionReport
+from scripts.clinical.summary import group_series, series_folder, summarize_series
 
 # Skewed on purpose: the mean (1.75) is not the median (1.0); two values sit exactly on the threshold 1.0.
 SCORES_A = [1.0, 4.5, 0.5, 1.0]
@@ -16,66 +15,88 @@ SCORES_B = [3.0, 3.8, 2.5]
 
 
 def _rows():
-    """Series A and B interleaved, so grouping cannot rely on consecutive rows."""
+    """Series A and B interleaved and each in reverse slice order, so neither grouping nor order is given."""
     rows = []
-    for k in range(max(len(SCORES_A), len(SCORES_B))):
+    for k in reversed(range(max(len(SCORES_A), len(SCORES_B)))):
         if k < len(SCORES_A):
-            rows.append({"name": f"a{k}", "series": "1.2.3.A", "source": "/x", "prediction": SCORES_A[k]})
+            rows.append(_row("1.2.3.A", k, SCORES_A[k], ctdi=10.0 + k, description="Abdomen 3mm"))
         if k < len(SCORES_B):
-            rows.append({"name": f"b{k}", "series": "1.2.3.B", "source": "/x", "prediction": SCORES_B[k]})
+            rows.append(_row("1.2.3.B", k, SCORES_B[k], ctdi=math.nan))
     return rows
 
 
-def _expected(key, scores, threshold):
-    arr = np.asarray(scores)
+def _row(series, k, score, ctdi=math.nan, description=""):
     return {
-        "source": key,
-        "n_slices": arr.size,
-        "mean_score": pytest.approx(float(np.sum(arr) / arr.size)),
-        "min_score": float(np.min(arr)),
-        "max_score": float(np.max(arr)),
-        f"fraction_below_{threshold:g}": pytest.approx(np.count_nonzero(arr < threshold) / arr.size),
+        "name": f"{series}.{k}",
+        "series": series,
+        "source": f"/data/exam_{series[-1]}/{k}.dcm",
+        "frame": math.nan,
+        "slice_index": float(k),
+        "z": 2.5 * k,
+        "instance_number": float(k + 1),
+        "sop_instance_uid": f"{series}.{k}",
+        "series_description": description,
+        "kvp": 120.0,
+        "ctdi_vol": ctdi,
+        "exposure_mas": math.nan,
+        "convolution_kernel": "B30f",
+        "prediction": score,
     }
 
 
+def test_groups_in_order_of_first_appearance_each_in_slice_order():
+    groups = group_series(_rows())
+    assert list(groups) == ["1.2.3.A", "1.2.3.B"]
+    assert [r["prediction"] for r in groups["1.2.3.A"]] == SCORES_A
+    assert [r["slice_index"] for r in groups["1.2.3.B"]] == [0.0, 1.0, 2.0]
+
+
+def test_image_files_without_slice_index_keep_natural_name_order():
+    rows = [{"series": "/f", "name": n, "prediction": 1.0} for n in ("x10.tif", "x2.tif", "x1.tif")]
+    assert [r["name"] for r in group_series(rows)["/f"]] == ["x1.tif", "x2.tif", "x10.tif"]
+
+
 @pytest.mark.parametrize("threshold", [2.0, 1.0, 2.75])
-def test_summary_per_series_in_order_of_first_appearance(threshold):
+def test_statistics_flagged_and_worst_slices(threshold):
+    a, b = summarize_series(_rows(), threshold=threshold, n_worst=2)
     assert np.mean(SCORES_A) != np.median(SCORES_A)
-    summary = summarize_series(_rows(), threshold=threshold)
-    assert summary == [_expected("1.2.3.A", SCORES_A, threshold), _expected("1.2.3.B", SCORES_B, threshold)]
+    for summary, scores in ((a, SCORES_A), (b, SCORES_B)):
+        arr = np.asarray(scores)
+        assert summary["n_slices"] == arr.size
+        assert summary["mean"] == pytest.approx(arr.sum() / arr.size)
+        assert summary["median"] == pytest.approx(np.median(arr))
+        assert (summary["min"], summary["max"]) == (arr.min(), arr.max())
+        assert summary["p10"] == pytest.approx(np.percentile(arr, 10))
+        assert summary["n_below"] == int(np.count_nonzero(arr < threshold)) == len(summary["below"])
+        assert [s["score"] for s in summary["below"]] == [s for s in scores if s < threshold]  # in slice order
+        assert [s["score"] for s in summary["worst"]] == sorted(scores)[:2]
+    assert a["worst"][0] == {
+        "name": "1.2.3.A.2",
+        "sop_instance_uid": "1.2.3.A.2",
+        "instance_number": 3.0,
+        "z": 5.0,
+        "slice_index": 2.0,
+        "source": "/data/exam_A/2.dcm",
+        "frame": None,
+        "score": 0.5,
+    }
 
 
-def test_summary_groups_by_source_then_name_when_series_is_absent():
-    rows = [
-        {"source": "v.nii", "name": "v#0", "prediction": 1.0},
-        {"source": "", "name": "x.tif", "prediction": 3.0},
-        {"series": "", "source": "v.nii", "name": "v#1", "prediction": 2.0},
-    ]
-    summary = summarize_series(rows)
-    assert [(s["source"], s["n_slices"], s["mean_score"]) for s in summary] == [("v.nii", 2, 1.5), ("x.tif", 1, 3.0)]
+def test_acquisition_averages_dose_fields_and_leaves_absent_ones_out():
+    a, b = summarize_series(_rows())
+    assert a["acquisition"] == {
+        "series_description": "Abdomen 3mm",
+        "kvp": 120.0,
+        "ctdi_vol": pytest.approx(np.mean([10.0, 11.0, 12.0, 13.0])),
+        "convolution_kernel": "B30f",
+    }
+    assert "ctdi_vol" not in b["acquisition"] and "series_description" not in b["acquisition"]
+    assert (a["title"], b["title"]) == ("Abdomen 3mm", "exam_B")  # B: no description, named by its folder
+    json.dumps([a, b], allow_nan=False)  # JSON-ready: no NaN
 
 
-def _run_summary(rows, tmp_path: Path, threshold=2.0):
-    report = PredictionReport(str(tmp_path), prefix="test")  # the real report, its rows filled as a run would
-    report.rows = rows
-    handler = SeriesSummary(report, str(tmp_path), threshold=threshold)
-    engine = Engine(lambda engine, batch: None)
-    handler.attach(engine)
-    engine.run([0], max_epochs=1)
-    return handler
-
-
-def test_series_summary_handler_writes_summary_json(tmp_path, capsys):
-    handler = _run_summary(_rows(), tmp_path, threshold=2.0)
-    written = json.loads((tmp_path / "summary.json").read_text())
-    assert written == {"threshold": 2.0, "sources": handler.summary}
-    assert written["sources"] == [_expected("1.2.3.A", SCORES_A, 2.0), _expected("1.2.3.B", SCORES_B, 2.0)]
-    out = capsys.readouterr().out
-    assert "1.2.3.A: 4 slices, mean score 1.75 (min 0.50, max 4.50), 75% below 2" in out
-    assert str(tmp_path / "test_predictions.csv") in out
-
-
-def test_series_summary_handler_without_rows_raises(tmp_path):
-    with pytest.raises(ValueError, match="no slice was scored"):
-        _run_summary([], tmp_path)
-    assert not (tmp_path / "summary.json").exists()
+def test_series_folders_are_readable_unique_and_safe():
+    assert series_folder("1.2.3", "Abd/Pelvis 3.0 B30f").startswith("Abd_Pelvis_3.0_B30f_")
+    assert series_folder("1.2.3", "same") != series_folder("1.2.4", "same")
+    assert series_folder("/data/exam/ct_test").startswith("ct_test_")
+    assert series_folder("..", "") not in ("..", ".") and "/" not in series_folder("/", "")

@@ -73,6 +73,11 @@ def _infer(tmp_path, inputs: str) -> tuple[list[dict], object]:
     return list(csv.DictReader(open(out / "slice_predictions.csv"))), out
 
 
+def _index(out) -> list[dict]:
+    with open(out / "index.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def _bundle_cli(run_id: str, config_file: str, *flags: str, launcher=(), timeout=600, **overrides):
     """Run ``python -m monai.bundle run`` as a user types it, from the bundle root; fail with its output's tail."""
     import subprocess
@@ -217,9 +222,9 @@ def test_inference_scores_every_slice_of_a_folder(tmp_path, tiny_ct_data):
     with torch.no_grad():
         expected = network(images).reshape(-1)
     assert [float(r["prediction"]) for r in rows] == pytest.approx(expected.tolist(), abs=1e-5)
-    summary = json.loads((out / "summary.json").read_text())
-    assert [s["n_slices"] for s in summary["sources"]] == [1] * 10  # one image file per source
-    assert summary["sources"][3]["mean_score"] == pytest.approx(expected[3].item(), abs=1e-5)
+    (series,) = _index(out)  # the folder of image files is one series
+    assert int(series["n_slices"]) == 10
+    assert float(series["mean"]) == pytest.approx(expected.mean().item(), abs=1e-5)
 
 
 def test_inference_on_a_nifti_volume(tmp_path, tiny_ct_data):
@@ -235,8 +240,8 @@ def test_inference_on_a_nifti_volume(tmp_path, tiny_ct_data):
     nib.save(nib.Nifti1Image(hu.astype(np.float32), np.eye(4)), tmp_path / "volume.nii.gz")
     rows, out = _infer(tmp_path, str(tmp_path / "volume.nii.gz"))
     assert [int(float(r["slice_index"])) for r in rows] == list(range(10))
-    summary = json.loads((out / "summary.json").read_text())["sources"]
-    assert len(summary) == 1 and summary[0]["n_slices"] == 10
+    (series,) = _index(out)
+    assert int(series["n_slices"]) == 10
 
 
 def test_inference_on_the_shared_dicom_series(tmp_path, tiny_ct_data, shared_ct_series):
@@ -245,8 +250,11 @@ def test_inference_on_the_shared_dicom_series(tmp_path, tiny_ct_data, shared_ct_
     assert len(rows) == 20
     z = [float(r["z"]) for r in rows]
     assert z == sorted(z)
-    summary = json.loads((out / "summary.json").read_text())["sources"]
-    assert len(summary) == 1 and summary[0]["n_slices"] == 20
+    (series,) = _index(out)
+    assert int(series["n_slices"]) == 20 and series["series_description"] == "CT Body 3.0"
+    assert float(series["ctdi_vol"]) > 0 and series["manufacturer"] == "SIEMENS"
+    scores = list(csv.DictReader(open(out / series["folder"] / "scores.csv")))
+    assert [float(r["z"]) for r in scores] == z
 
 
 def test_rescore_command_reproduces_the_published_numbers(tmp_path, shared_reference_predictions):

@@ -124,7 +124,7 @@ the clean source, mapped to 0-4); they show the machinery, not radiologist agree
   fine-tuned model   {paths["model_path"]}
   validation         {eval_dir / "finetune"}  (val_predictions.csv, val_metrics.json, val_scatter.png)
   held-out test      {eval_dir / "evaluate"}  (test_predictions.csv, test_metrics.json, test_scatter.png)
-  series scores      {eval_dir / "inference"}  (slice_predictions.csv, summary.json)
+  series scores      {eval_dir / "inference"}  (report.html, index.csv, one folder per series)
   MLflow store       {eval_dir / "mlruns.db"}
   browse runs with   mlflow ui --backend-store-uri sqlite:///{eval_dir / "mlruns.db"}""")
 

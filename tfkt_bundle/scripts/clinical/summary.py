@@ -1,79 +1,128 @@
-"""Per-series summaries of slice scores: what a physicist reads first after scoring an exam."""
+"""Per-series summaries of slice scores: what a physicist reads first after scoring an exam.
+
+A summary is a JSON-ready dict: identifiers, score statistics, the slices below the threshold, the worst slices,
+and the acquisition fields the slices carried (dose fields averaged over the series, the rest from its first slice).
+"""
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
+from hashlib import sha1
 from pathlib import Path
 
 import numpy as np
-from ignite.engine import Engine, Events
 
-from scripts.utils.atomic import atomic_write_json
+from scripts.ctio.kinds import natural_key
+from scripts.ctio.slices import ACQUISITION_KEYS
 
-__all__ = ["summarize_series", "SeriesSummary"]
+__all__ = ["SLICE_REF_KEYS", "group_series", "summarize_series", "series_folder"]
+
+# What identifies a listed slice (below threshold, worst): enough to find it in a viewer and to read it again.
+SLICE_REF_KEYS = ("name", "sop_instance_uid", "instance_number", "z", "slice_index", "source", "frame")
+_AVERAGED = ("exposure_mas", "ctdi_vol")  # vary slice by slice under tube-current modulation
 
 
-def summarize_series(rows: Sequence[dict], threshold: float = 2.0) -> list[dict]:
-    """Per series/volume/file: slice count, mean/min/max score and the share of slices scored below ``threshold``.
-
-    Args:
-        rows: one dict per slice with ``prediction`` and ``series`` (else ``source``, else ``name``) to group by.
-        threshold: score below which a slice counts as low quality.
-
-    Returns:
-        One dict per group, in order of first appearance.
-    """
-    groups: dict[str, list[float]] = {}
+def group_series(rows: Sequence[dict]) -> dict[str, list[dict]]:
+    """Rows by series (``series``, else ``source``, else ``name``), in order of first appearance, each series in
+    slice order (``slice_index``, then natural order of ``name``), whatever order the rows came in."""
+    groups: dict[str, list[dict]] = {}
     for row in rows:
         key = row.get("series") or row.get("source") or row.get("name")
-        groups.setdefault(str(key), []).append(float(row["prediction"]))
-    out = []
-    for key, scores in groups.items():
-        arr = np.asarray(scores)
-        out.append(
-            {
-                "source": key,
-                "n_slices": int(arr.size),
-                "mean_score": float(arr.mean()),
-                "min_score": float(arr.min()),
-                "max_score": float(arr.max()),
-                f"fraction_below_{threshold:g}": float(np.mean(arr < threshold)),
-            }
-        )
+        groups.setdefault(str(key), []).append(row)
+    return {key: sorted(group, key=_slice_order) for key, group in groups.items()}
+
+
+def _slice_order(row: dict) -> tuple:
+    index = _number(row.get("slice_index"))
+    return (index if index is not None else math.inf, natural_key(str(row.get("name", ""))))
+
+
+def summarize_series(rows: Sequence[dict], threshold: float = 2.0, n_worst: int = 5) -> list[dict]:
+    """One summary per series (see the module docstring), in order of first appearance.
+
+    Args:
+        rows: one dict per slice with ``prediction`` and the per-slice keys of ``scripts.ctio.slices.SLICE_KEYS``
+            (missing keys are left out of the summary).
+        threshold: score below which a slice is flagged as low quality.
+        n_worst: how many of the lowest-scored slices to list.
+    """
+    return [_summary(key, group, float(threshold), n_worst) for key, group in group_series(rows).items()]
+
+
+def _summary(key: str, rows: list[dict], threshold: float, n_worst: int) -> dict:
+    scores = np.array([float(r["prediction"]) for r in rows])
+    first = rows[0]
+    below = [r for r in rows if float(r["prediction"]) < threshold]
+    worst = sorted(rows, key=lambda r: float(r["prediction"]))[:n_worst]
+    description = str(first.get("series_description") or "")
+    return {
+        "series": key,
+        "title": description or _folder_or_file_name(key, str(first.get("source") or "")),
+        "folder": series_folder(key, description),
+        "study_instance_uid": str(first.get("study_instance_uid") or ""),
+        "series_instance_uid": str(first.get("series_instance_uid") or ""),
+        "n_slices": int(scores.size),
+        "mean": float(scores.mean()),
+        "median": float(np.median(scores)),
+        "min": float(scores.min()),
+        "max": float(scores.max()),
+        "p10": float(np.percentile(scores, 10)),
+        "threshold": threshold,
+        "n_below": len(below),
+        "below": [_slice_ref(r) for r in below],
+        "worst": [_slice_ref(r) for r in worst],
+        "acquisition": _acquisition(rows),
+    }
+
+
+def _slice_ref(row: dict) -> dict:
+    ref = {key: _plain(row[key]) for key in SLICE_REF_KEYS if key in row}
+    return {**ref, "score": float(row["prediction"])}
+
+
+def _acquisition(rows: list[dict]) -> dict:
+    out = {}
+    for key in ACQUISITION_KEYS:
+        if key in _AVERAGED:
+            values = [v for v in (_number(r.get(key)) for r in rows) if v is not None]
+            value = float(np.mean(values)) if values else None
+        else:
+            value = _plain(rows[0].get(key))
+        if value not in (None, ""):
+            out[key] = value
     return out
 
 
-class SeriesSummary:
-    """At the end of a scoring run, summarise the rows a :class:`scripts.evaluation.handlers.PredictionReport`
-    collected, write ``summary.json`` (atomic) and print one line per series.
+def _number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
-    Attach it after the report (handlers run in the order they are attached).
 
-    Args:
-        report: the run's prediction report (its ``rows`` are read; nothing is read back from disk).
-        output_dir: folder of ``summary.json``.
-        threshold: score below which a slice counts as low quality.
-    """
+def _plain(value):
+    """JSON-ready: NaN (an absent number) becomes None, integral floats stay floats."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (np.generic,)):
+        return _plain(value.item())
+    if value is not None and not isinstance(value, (str, int, float, bool)):
+        return str(value)
+    return value
 
-    def __init__(self, report, output_dir: str, threshold: float = 2.0) -> None:
-        self.report = report
-        self.path = Path(output_dir) / "summary.json"
-        self.threshold = float(threshold)
-        self.summary: list[dict] = []
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+def _folder_or_file_name(key: str, source: str) -> str:
+    """A volume is named by its file; a DICOM series or image folder by the folder holding its first slice."""
+    if not source or source == key:
+        return Path(key).name or key
+    return Path(source).parent.name or key
 
-    def __call__(self, engine: Engine) -> None:
-        if not self.report.rows:
-            raise ValueError("no slice was scored: nothing to summarise")
-        self.summary = summarize_series(self.report.rows, self.threshold)
-        atomic_write_json(self.path, {"threshold": self.threshold, "sources": self.summary})
-        below = f"fraction_below_{self.threshold:g}"
-        for entry in self.summary:
-            print(
-                f"{entry['source']}: {entry['n_slices']} slices, mean score {entry['mean_score']:.2f} "
-                f"(min {entry['min_score']:.2f}, max {entry['max_score']:.2f}), "
-                f"{entry[below]:.0%} below {self.threshold:g}"
-            )
-        print(f"per-slice scores: {self.report.path('predictions.csv')}\nsummary: {self.path}")
+
+def series_folder(key: str, description: str = "") -> str:
+    """A readable folder name that is unique per series: its description (else the key's last part) and a hash."""
+    readable = description or Path(key).name or key
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", readable).strip("._-")[:48] or "series"
+    return f"{slug}_{sha1(key.encode()).hexdigest()[:8]}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from pydicom.tag import Tag
 from .kinds import natural_key
 
 __all__ = [
+    "ACQUISITION_FIELDS",
     "DecoderMissingError",
     "DicomSlice",
     "DicomSeries",
@@ -56,6 +57,21 @@ POSITION_TOLERANCE_MM = 1e-3
 
 Skip = tuple[Path, str]
 
+# What a physicist plans doses with, per slice: output key -> (DICOM keyword, enhanced CT functional group holding it).
+# Exposure and CTDIvol vary slice by slice under tube-current modulation; a series reports their mean.
+ACQUISITION_FIELDS = {
+    "study_date": ("StudyDate", None),
+    "series_number": ("SeriesNumber", None),
+    "manufacturer": ("Manufacturer", None),
+    "model": ("ManufacturerModelName", None),
+    "kvp": ("KVP", "CTXRayDetailsSequence"),
+    "exposure_mas": ("Exposure", "CTExposureSequence"),
+    "ctdi_vol": ("CTDIvol", "CTExposureSequence"),
+    "convolution_kernel": ("ConvolutionKernel", "CTReconstructionSequence"),
+    "slice_thickness": ("SliceThickness", "PixelMeasuresSequence"),
+}
+NUMERIC_ACQUISITION_FIELDS = ("kvp", "exposure_mas", "ctdi_vol", "slice_thickness")
+
 
 class DecoderMissingError(RuntimeError):
     """Raised when pixel data needs a decoder plugin that is not installed (an environment problem, not a data one)."""
@@ -78,6 +94,7 @@ class DicomSlice:
         transfer_syntax_uid: how the pixel data is encoded (decides the decoder plugin).
         pixel_spacing: (row spacing, column spacing) in mm, or None.
         orientation: ImageOrientationPatient (6 floats), or None.
+        acquisition: (key, value) for the :data:`ACQUISITION_FIELDS` present: float for the numeric ones, else str.
     """
 
     path: Path
@@ -88,6 +105,7 @@ class DicomSlice:
     transfer_syntax_uid: str
     pixel_spacing: tuple[float, float] | None = None
     orientation: tuple[float, ...] | None = None
+    acquisition: tuple[tuple[str, float | str], ...] = ()
 
 
 @dataclass
@@ -117,7 +135,7 @@ class DicomSeriesList(list):
 # DICOM headers: finding, grouping and sorting series
 
 
-def find_dicom_series(folder: str | os.PathLike, recursive: bool = True) -> DicomSeriesList:
+def find_dicom_series(folder: str | os.PathLike, recursive: bool = True, log: bool = True) -> DicomSeriesList:
     """Find the CT series in a folder (or one file) from headers only, slices sorted along the slice normal.
 
     Files that are not DICOM, not images, not CT or not in Hounsfield units are skipped one by one, each with its
@@ -126,6 +144,7 @@ def find_dicom_series(folder: str | os.PathLike, recursive: bool = True) -> Dico
     Args:
         folder: a folder of DICOM files, or a single DICOM file.
         recursive: also search sub-folders.
+        log: log each skipped file (False: only list them, e.g. in all but one of several parallel readers).
 
     Returns:
         A list of :class:`DicomSeries` (ordered by series description and UID) with a ``skipped`` attribute.
@@ -142,14 +161,14 @@ def find_dicom_series(folder: str | os.PathLike, recursive: bool = True) -> Dico
             slices = _slices_of(header, path)
             key, note = _series_key(header, path)
             if key not in groups:
-                groups[key] = _new_series(header, note)
+                groups[key] = _new_series(header, note, log)
             groups[key].slices.extend(slices)
         except _SkipItemError as reason:
-            record_skip(skipped, path, str(reason))
+            record_skip(skipped, path, str(reason), log)
         except Exception as err:  # a header pydicom parsed but whose values do not convert: one unusable file
-            record_skip(skipped, path, f"unusable DICOM header ({type(err).__name__}: {err})")
+            record_skip(skipped, path, f"unusable DICOM header ({type(err).__name__}: {err})", log)
     for series in groups.values():
-        _sort_series(series)
+        _sort_series(series, log)
     ordered = sorted(groups.values(), key=lambda s: (s.series_description, s.series_instance_uid))
     return DicomSeriesList(ordered, skipped)
 
@@ -161,8 +180,9 @@ def _candidate_files(root: Path, recursive: bool) -> list[Path]:
     return sorted((p for p in root.glob(pattern) if p.is_file()), key=natural_key)
 
 
-def record_skip(skipped: list[Skip], path: Path, reason: str) -> None:
-    LOGGER.warning("skipped %s: %s", path, reason)
+def record_skip(skipped: list[Skip], path: Path, reason: str, log: bool = True) -> None:
+    if log:
+        LOGGER.warning("skipped %s: %s", path, reason)
     skipped.append((path, reason))
 
 
@@ -250,14 +270,15 @@ def _series_key(header: Dataset, path: Path) -> tuple[str, str | None]:
     return "no-uid:" + "|".join(parts), note
 
 
-def _new_series(header: Dataset, note: str | None) -> DicomSeries:
+def _new_series(header: Dataset, note: str | None, log: bool) -> DicomSeries:
     series = DicomSeries(
         series_instance_uid=str(header.get("SeriesInstanceUID", "") or ""),
         study_instance_uid=str(header.get("StudyInstanceUID", "") or ""),
         series_description=str(header.get("SeriesDescription", "") or ""),
     )
     if note:
-        LOGGER.warning("%s (%s)", note, series.series_description or "no description")
+        if log:
+            LOGGER.warning("%s (%s)", note, series.series_description or "no description")
         series.notes.append(note)
     return series
 
@@ -280,9 +301,36 @@ def _slices_of(header: Dataset, path: Path) -> list[DicomSlice]:
             transfer_syntax_uid=syntax,
             pixel_spacing=_floats(_group_attr(header, frame, "PixelMeasuresSequence", "PixelSpacing"), 2),
             orientation=_floats(_group_attr(header, frame, "PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+            acquisition=_acquisition(header, frame),
         )
         for frame in frames
     ]
+
+
+def _acquisition(header: Dataset, frame: int | None) -> tuple[tuple[str, float | str], ...]:
+    """The :data:`ACQUISITION_FIELDS` present in a header; ExposureInmAs stands in for Exposure in enhanced CT."""
+    found = []
+    for key, (keyword, group) in ACQUISITION_FIELDS.items():
+        value = _group_attr(header, frame, group, keyword) if group else header.get(keyword)
+        if value is None and key == "exposure_mas":
+            value = _group_attr(header, frame, "CTExposureSequence", "ExposureInmAs")
+        if value is None or value == "":
+            continue
+        if key in NUMERIC_ACQUISITION_FIELDS:
+            number = _as_float(value)
+            if number is not None:
+                found.append((key, number))
+        else:
+            found.append((key, "\\".join(str(v) for v in _multi(value))))
+    return tuple(found)
+
+
+def _as_float(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _as_int(value) -> int | None:
@@ -309,13 +357,13 @@ def _slice_z(header: Dataset, frame: int | None) -> float | None:
     return float(np.dot(normal, position))
 
 
-def _sort_series(series: DicomSeries) -> None:
+def _sort_series(series: DicomSeries, log: bool = True) -> None:
     slices = series.slices
     reason = _position_problem(slices)
     if reason is None:
         series.slices = sorted(slices, key=lambda s: (s.z, _instance_or_inf(s), s.frame or 0))
         series.sorted_by = "position"
-        _note_shared_positions(series)
+        _note_shared_positions(series, log)
         return
     if all(s.instance_number is not None for s in slices):
         series.slices = sorted(slices, key=lambda s: (s.instance_number, s.frame or 0, natural_key(s.path)))
@@ -325,7 +373,8 @@ def _sort_series(series: DicomSeries) -> None:
         series.slices = sorted(slices, key=lambda s: (natural_key(s.path), s.frame or 0))
         series.sorted_by = "file_name"
         note = f"sorted by file name: {reason} and InstanceNumber is missing"
-    LOGGER.warning("series %s: %s", series.series_description or series.series_instance_uid, note)
+    if log:
+        LOGGER.warning("series %s: %s", series.series_description or series.series_instance_uid, note)
     series.notes.append(note)
 
 
@@ -343,12 +392,13 @@ def _position_problem(slices: list[DicomSlice]) -> str | None:
     return None
 
 
-def _note_shared_positions(series: DicomSeries) -> None:
+def _note_shared_positions(series: DicomSeries, log: bool) -> None:
     z = np.array([s.z for s in series.slices])
     shared = int(np.sum(np.diff(z) < POSITION_TOLERANCE_MM)) if len(z) > 1 else 0
     if shared:
         note = f"{shared} slices share a position with their neighbour (several acquisitions in one series?)"
-        LOGGER.warning("series %s: %s", series.series_description or series.series_instance_uid, note)
+        if log:
+            LOGGER.warning("series %s: %s", series.series_description or series.series_instance_uid, note)
         series.notes.append(note)
 
 
@@ -435,17 +485,22 @@ def _rescale_source(header: Dataset, frame: int | None) -> Dataset:
     return source
 
 
-def iter_series_slices(series: DicomSeries, skipped: list[Skip] | None = None) -> Iterator[tuple[np.ndarray, dict]]:
+def iter_series_slices(
+    series: DicomSeries, skipped: list[Skip] | None = None, keep: Callable[[int], bool] | None = None
+) -> Iterator[tuple[np.ndarray, dict]]:
     """Yield the slices of a series in sorted order, one decoded slice in memory at a time.
 
     Args:
         series: a series from :func:`find_dicom_series`.
         skipped: if given, (path, reason) of each slice that failed to decode is appended (it is also logged).
+        keep: if given, only slices whose index in the sorted series it accepts are decoded and yielded (one
+            share of the series for one of several parallel readers).
 
     Yields:
         (slice, info): float32 (H, W) array and a dict with ``source``, ``frame``, ``slice_index``, ``z``,
         ``instance_number``, ``sop_instance_uid``, ``series_instance_uid``, ``study_instance_uid``,
-        ``series_description``, ``pixel_spacing``, ``kind`` ("dicom") and ``is_hu`` (True: values are HU).
+        ``series_description``, ``pixel_spacing``, ``kind`` ("dicom"), ``is_hu`` (True: values are HU) and the
+        :data:`ACQUISITION_FIELDS` the slice's header holds.
 
     Raises:
         DecoderMissingError: before the first slice, if the series' encoding needs a plugin that is missing.
@@ -453,6 +508,8 @@ def iter_series_slices(series: DicomSeries, skipped: list[Skip] | None = None) -
     check_decoders([s.transfer_syntax_uid for s in series.slices])
     sink = skipped if skipped is not None else []
     for index, item in enumerate(series.slices):
+        if keep is not None and not keep(index):
+            continue
         try:
             hu = read_dicom_hu(item.path, item.frame)
         except DecoderMissingError:
@@ -478,4 +535,5 @@ def _dicom_info(series: DicomSeries, item: DicomSlice, index: int) -> dict:
         "series_description": series.series_description,
         "pixel_spacing": item.pixel_spacing,
         "is_hu": True,
+        **dict(item.acquisition),
     }

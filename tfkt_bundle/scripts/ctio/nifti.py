@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -12,7 +12,9 @@ __all__ = ["iter_nifti_slices", "NIFTI_GZIP_BACKWARD_BLOCK"]
 NIFTI_GZIP_BACKWARD_BLOCK = 32
 
 
-def iter_nifti_slices(path: str | os.PathLike) -> Iterator[tuple[np.ndarray, dict]]:
+def iter_nifti_slices(
+    path: str | os.PathLike, keep: Callable[[int], bool] | None = None
+) -> Iterator[tuple[np.ndarray, dict]]:
     """Yield the axial slices of a NIfTI CT volume (values taken as HU) one at a time.
 
     The volume is put in closest-canonical RAS order without loading it: the array axis nearest to the patient's
@@ -23,6 +25,8 @@ def iter_nifti_slices(path: str | os.PathLike) -> Iterator[tuple[np.ndarray, dic
 
     Args:
         path: ``.nii`` or ``.nii.gz`` file (3-D, or 4-D with a single volume).
+        keep: if given, only slices whose index k it accepts are read and yielded (one share of the volume for one
+            of several parallel readers).
 
     Yields:
         (slice, info): float32 (H, W) and a dict with ``source``, ``kind`` ("nifti"), ``slice_index`` (k in RAS
@@ -49,9 +53,13 @@ def iter_nifti_slices(path: str | os.PathLike) -> Iterator[tuple[np.ndarray, dic
     block = NIFTI_GZIP_BACKWARD_BLOCK if flipped and str(path).lower().endswith(".gz") else 1
     for start in range(0, count, block):
         stop = min(count, start + block)
+        if keep is not None and not any(keep(k) for k in range(start, stop)):
+            continue  # not this reader's share: not even read
         stored = (count - stop, count - start) if flipped else (start, stop)
         ras = nib.orientations.apply_orientation(_nifti_slab(image, slice_axis, *stored), ornt)
         for k in range(start, stop):
+            if keep is not None and not keep(k):
+                continue
             display = np.ascontiguousarray(ras[::-1, ::-1, k - start].T, dtype=np.float32)
             info = {
                 "kind": "nifti",

@@ -7,28 +7,52 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .dicom import Skip, find_dicom_series, iter_series_slices
+from .dicom import (
+    ACQUISITION_FIELDS,
+    NUMERIC_ACQUISITION_FIELDS,
+    DicomSeriesList,
+    Skip,
+    find_dicom_series,
+    iter_series_slices,
+    read_dicom_hu,
+)
 from .images import read_image_file
 from .kinds import file_kind, listed_inputs
 from .nifti import iter_nifti_slices
 from .window import apply_hu_window
 
-__all__ = ["SLICE_ID_KEYS", "iter_ct_slices", "slice_identity"]
+__all__ = ["ACQUISITION_KEYS", "SLICE_ID_KEYS", "SLICE_KEYS", "iter_ct_slices", "read_ct_slice", "slice_identity"]
 
 # Per-slice identifiers carried to every predictions file (empty or NaN where a source has none).
-SLICE_ID_KEYS = ("series", "source", "series_instance_uid", "sop_instance_uid", "instance_number", "slice_index", "z")
-_NUMERIC_ID_KEYS = ("instance_number", "slice_index", "z")
+SLICE_ID_KEYS = (
+    "series",
+    "source",
+    "frame",
+    "study_instance_uid",
+    "series_instance_uid",
+    "sop_instance_uid",
+    "instance_number",
+    "slice_index",
+    "z",
+)
+# What the series was acquired and reconstructed with (DICOM only but pixel spacing; empty or NaN elsewhere).
+ACQUISITION_KEYS = ("series_description", "pixel_spacing", *ACQUISITION_FIELDS)
+SLICE_KEYS = SLICE_ID_KEYS + ACQUISITION_KEYS
+_NUMERIC_KEYS = ("frame", "instance_number", "slice_index", "z", *NUMERIC_ACQUISITION_FIELDS)
 
 Inputs = str | os.PathLike | Sequence[str | os.PathLike]
 
 
 def iter_ct_slices(
-    inputs: Inputs, hu_window: Sequence[float] | None = None, skipped: list[Skip] | None = None
+    inputs: Inputs,
+    hu_window: Sequence[float] | None = None,
+    skipped: list[Skip] | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[np.ndarray, dict]]:
     """Yield ``(slice, info)`` for every slice of one or several CT inputs, one slice in memory at a time.
 
@@ -41,6 +65,8 @@ def iter_ct_slices(
         inputs: one path or several: folders, DICOM files, NIfTI files or 2-D image files.
         hu_window: (low, high) HU to window HU sources to [0, 1]; None keeps HU. Image files are never re-windowed.
         skipped: if given, receives (path, reason) for every skipped file or slice (all are also logged).
+        shard: (k, n): decode and yield only the k-th of n disjoint shares of the slices, so that n parallel readers
+            (DataLoader workers) together yield every slice once. Headers are still read by each reader.
 
     Yields:
         (slice, info): float32 (H, W); ``info["is_hu"]`` says whether the values are HU (True) or in [0, 1] (False);
@@ -52,61 +78,97 @@ def iter_ct_slices(
         DecoderMissingError: DICOM pixel data needs a decoder plugin that is not installed.
     """
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    share, shares = shard
+    ordinal = 0  # of the series/volume/file: offsets each unit's shares so that one-slice files spread too
     for path in paths:
         if not Path(path).exists():
             raise FileNotFoundError(f"{path} does not exist")
         for source in listed_inputs(path):
-            for array, info in _iter_source(source, skipped):
-                if hu_window is not None and info["is_hu"]:
-                    array, info = apply_hu_window(array, hu_window), {**info, "is_hu": False}
-                yield array, info
+            for unit in _source_units(source, skipped, log=share == 0):
+                keep = None if shares == 1 else (lambda k, first=ordinal: (first + k) % shares == share)
+                ordinal += 1
+                for array, info in unit(keep):
+                    if hu_window is not None and info["is_hu"]:
+                        array, info = apply_hu_window(array, hu_window), {**info, "is_hu": False}
+                    yield array, info
 
 
-def _iter_source(source: Path, skipped: list[Skip] | None) -> Iterator[tuple[np.ndarray, dict]]:
+def read_ct_slice(source: str | os.PathLike, slice_index: int = 0, frame: int | None = None) -> tuple[np.ndarray, bool]:
+    """Read one slice again from what a per-slice output names: ``source``, ``slice_index`` and ``frame``.
+
+    Returns:
+        (slice, is_hu): float32 (H, W), in HU (DICOM, NIfTI) or [0, 1] (image files).
+    """
+    path = Path(source)
+    kind = file_kind(path)
+    if kind == "image":
+        return read_image_file(path), False
+    if kind == "nifti":
+        array, _ = next(iter_nifti_slices(path, keep=lambda k: k == slice_index))
+        return array, True
+    return read_dicom_hu(path, frame), True
+
+
+# A unit is one series, volume or image file: called with a ``keep(index)`` filter (or None), it yields its slices.
+Unit = Callable[[Callable[[int], bool] | None], Iterator[tuple[np.ndarray, dict]]]
+
+
+def _source_units(source: Path, skipped: list[Skip] | None, log: bool) -> Iterator[Unit]:
     kind = file_kind(source) if source.is_file() else "dicom"
     if kind == "nifti":
-        yield from iter_nifti_slices(source)
+        yield lambda keep: iter_nifti_slices(source, keep)
     elif kind == "image":
-        yield read_image_file(source), {"kind": "image", "source": str(source), "slice_index": 0, "is_hu": False}
+        yield lambda keep: _image_slice(source) if keep is None or keep(0) else iter(())
     else:
-        yield from _iter_dicom(source, skipped)
+        for series in _dicom_series(source, skipped, log):
+            yield lambda keep, series=series: iter_series_slices(series, skipped, keep)
 
 
-def _iter_dicom(source: Path, skipped: list[Skip] | None) -> Iterator[tuple[np.ndarray, dict]]:
-    found = find_dicom_series(source)
+def _image_slice(source: Path) -> Iterator[tuple[np.ndarray, dict]]:
+    yield read_image_file(source), {"kind": "image", "source": str(source), "slice_index": 0, "is_hu": False}
+
+
+def _dicom_series(source: Path, skipped: list[Skip] | None, log: bool) -> DicomSeriesList:
+    found = find_dicom_series(source, log=log)
     if skipped is not None:
         skipped.extend(found.skipped)
     if not found:
         reasons = "; ".join(f"{p.name}: {r}" for p, r in found.skipped[:5])
         more = f" (+{len(found.skipped) - 5} more)" if len(found.skipped) > 5 else ""
         raise ValueError(f"{source}: no CT DICOM slices found. {reasons}{more}")
-    for series in found:
-        yield from iter_series_slices(series, skipped)
+    return found
 
 
 def slice_identity(info: dict, index: int) -> dict:
-    """``name`` and the :data:`SLICE_ID_KEYS` of a slice: strings, or floats (NaN when absent) for the numeric ones.
+    """``name`` and the :data:`SLICE_KEYS` of a slice: strings, or floats (NaN when absent) for the numeric ones.
+
+    Fixed keys and types, so that slices of any kind batch together.
 
     Args:
         info: the slice's ``info`` from :func:`iter_ct_slices`.
         index: the slice's position in the whole stream (names slices that have no identifier of their own).
     """
     identity = {"name": _slice_name(info, index), "series": _series_key(info)}
-    for key in SLICE_ID_KEYS[1:]:  # "series" is derived above; the rest come from the slice's info
+    info = {**info, "pixel_spacing": _spacing_text(info.get("pixel_spacing"))}
+    for key in SLICE_KEYS[1:]:  # "series" is derived above; the rest come from the slice's info
         value = info.get(key)
-        if key in _NUMERIC_ID_KEYS:
+        if key in _NUMERIC_KEYS:
             identity[key] = float("nan") if value is None else float(value)
         else:
             identity[key] = "" if value is None else str(value)
     return identity
 
 
+def _spacing_text(spacing) -> str | None:
+    return None if spacing is None else " x ".join(f"{float(v):g}" for v in spacing)
+
+
 def _series_key(info: dict) -> str:
-    """What a slice belongs to: its SeriesInstanceUID, else its folder (DICOM) or file (volumes, images)."""
+    """What a slice belongs to: its SeriesInstanceUID, else its folder (DICOM, image files) or file (volumes)."""
     if info.get("series_instance_uid"):
         return str(info["series_instance_uid"])
     source = Path(info.get("source", ""))
-    return str(source.parent) if info.get("kind") == "dicom" else str(source)
+    return str(source) if info.get("kind") == "nifti" else str(source.parent)
 
 
 def _slice_name(info: dict, index: int) -> str:

@@ -1,0 +1,291 @@
+"""``tfkt-score`` (scripts.score) on a small DICOM study with the tiny network: per-series outputs, index, the
+HTML report, the same scores as the inference workflow, and exam comparison."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pydicom.uid import generate_uid
+from scipy.ndimage import gaussian_filter
+
+from scripts.nets.networks import create_network
+from scripts.score import main
+
+from conftest import BUNDLE_ROOT
+from dicom_helpers import write_ct_slice
+
+TFKT_SCORE = Path(sys.executable).parent / "tfkt-score"  # installed by `make venv` (pip install -e .)
+DOSES = {"low dose": 2.5, "mid dose": 10.0, "full dose": 20.0}  # CTDIvol (mGy) per series
+N_SLICES, SIZE = 6, 64
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """The tiny network taught for a second to score noise down, so that scores differ between slices."""
+    torch.manual_seed(0)
+    network, rng = create_network("hybrid_tiny"), np.random.default_rng(0)
+    optimizer = torch.optim.Adam(network.parameters(), 3e-3)
+    for _ in range(60):
+        sd = rng.uniform(0, 0.2, 8)
+        noisy = np.clip(0.5 + rng.normal(0, 1, (8, 1, SIZE, SIZE)) * sd[:, None, None, None], 0, 1)
+        loss = torch.nn.functional.mse_loss(network(torch.from_numpy(noisy).float()).ravel(), torch.tensor(4 - 20 * sd))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    torch.save(network.state_dict(), path)
+    return path
+
+
+def _phantom_hu(rng, noise_sd: float) -> np.ndarray:
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    body = (yy - SIZE / 2) ** 2 + (xx - SIZE / 2) ** 2 < (0.4 * SIZE) ** 2
+    return np.where(body, 40.0, -1000.0) + rng.normal(0, noise_sd, (SIZE, SIZE))
+
+
+def _write_series(folder: Path, hu_slices, description: str, ctdi: float | None, positions=True, uid=None) -> Path:
+    folder.mkdir(parents=True)
+    uid = uid or generate_uid()
+    extra = {"KVP": 120, "Manufacturer": "ACME", "ConvolutionKernel": "B30f", "SliceThickness": 2.0}
+    for k, hu in enumerate(hu_slices):
+        tags = {**extra, **({"CTDIvol": ctdi, "Exposure": int(ctdi * 10) + k} if ctdi is not None else {})}
+        stored = np.clip(np.round(hu) + 1024, 0, 4095)
+        position = (0.0, 0.0, 2.0 * k) if positions else None
+        # Written in reverse file order: slice order must come from the positions, not the names.
+        write_ct_slice(
+            folder / f"im{N_SLICES - k:02d}.dcm", stored, series_uid=uid, instance=k + 1, position=position,
+            description=description, extra=tags,
+        )  # fmt: skip
+    return folder
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """Three series of one study at three doses (noise grows as dose falls), and a file that is not DICOM."""
+    root = tmp_path_factory.mktemp("study")
+    rng = np.random.default_rng(0)
+    for description, ctdi in DOSES.items():
+        noise = 15.0 * np.sqrt(20.0 / ctdi)
+        slices = [_phantom_hu(rng, noise) for _ in range(N_SLICES)]
+        _write_series(root / "exam" / description.replace(" ", "_"), slices, description, ctdi)
+    (root / "exam" / "notes.txt").write_text("not an image")
+    return root / "exam"
+
+
+def _score(tmp_path, inputs, checkpoint, *flags) -> Path:
+    out = tmp_path / "out"
+    main(
+        [
+            *map(str, inputs),
+            "--out",
+            str(out),
+            "--checkpoint",
+            str(checkpoint),
+            "--network-preset",
+            "hybrid_tiny",
+            *flags,
+        ]
+    )
+    return out
+
+
+def _csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_scores_every_series_into_its_own_folder_with_an_index(tmp_path, study, tiny_checkpoint, capsys):
+    out = _score(tmp_path, [study], tiny_checkpoint)
+    index = _csv(out / "index.csv")
+    assert sorted(r["series_description"] for r in index) == sorted(DOSES)
+    for row in index:
+        assert float(row["ctdi_vol"]) == pytest.approx(DOSES[row["series_description"]])
+        assert (row["kvp"], row["manufacturer"], row["convolution_kernel"]) == ("120", "ACME", "B30f")
+        folder = out / row["folder"]
+        scores = _csv(folder / "scores.csv")
+        assert [float(r["z"]) for r in scores] == [2.0 * k for k in range(N_SLICES)]  # slice order, not file order
+        assert [int(r["instance_number"]) for r in scores] == list(range(1, N_SLICES + 1))
+        assert all(Path(r["file"]).parent == study / row["series_description"].replace(" ", "_") for r in scores)
+        values = np.array([float(r["score"]) for r in scores])
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["n_slices"] == N_SLICES == int(row["n_slices"])
+        assert summary["mean"] == pytest.approx(values.mean()) == pytest.approx(float(row["mean"]))
+        assert summary["median"] == pytest.approx(np.median(values))
+        assert summary["p10"] == pytest.approx(np.percentile(values, 10))
+        assert [w["score"] for w in summary["worst"]] == pytest.approx(sorted(values)[:5])
+        # Exposure differs slice by slice (tube-current modulation): the series reports its mean.
+        assert summary["acquisition"]["exposure_mas"] == pytest.approx(int(DOSES[row["series_description"]] * 10) + 2.5)
+        assert (folder / "scores.png").read_bytes().startswith(PNG)
+    printed = capsys.readouterr().out
+    assert all(re.search(rf"{name}\s+{N_SLICES}\s", printed) for name in DOSES)
+
+
+def test_threshold_flags_the_slices_below_it(tmp_path, study, tiny_checkpoint):
+    first = _score(tmp_path / "a", [study / "mid_dose"], tiny_checkpoint)
+    (row,) = _csv(first / "index.csv")
+    values = sorted(float(r["score"]) for r in _csv(first / row["folder"] / "scores.csv"))
+    threshold = (values[2] + values[3]) / 2  # three slices below
+    second = _score(tmp_path / "b", [study / "mid_dose"], tiny_checkpoint, "--threshold", str(threshold))
+    summary = json.loads((second / row["folder"] / "summary.json").read_text())
+    assert summary["n_below"] == 3 and summary["threshold"] == threshold
+    assert sorted(s["score"] for s in summary["below"]) == pytest.approx(values[:3])
+
+
+def _images(page: str) -> list[bytes]:
+    return [base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+
+
+def test_report_page_is_self_contained_with_plots_thumbnails_and_the_dose_view(tmp_path, study, tiny_checkpoint):
+    out = _score(tmp_path, [study], tiny_checkpoint)
+    page = (out / "report.html").read_text()
+    assert not re.search(r'(src|href)="(?!data:|#)', page), "every image and link is inside the page"
+    images = _images(page)
+    # one score plot per series, the five worst slices of each, and the dose-quality plot (three CTDIvol levels)
+    assert len(images) == len(DOSES) * (1 + 5) + 1
+    assert all(image.startswith(PNG) for image in images)
+    assert (out / "dose_quality.png").read_bytes() in images
+    thumbnail = Image.open(io.BytesIO(images[-1]))
+    assert thumbnail.size == (SIZE, SIZE) and thumbnail.mode == "L"
+    for name in DOSES:
+        assert name in page
+
+
+def test_dose_view_needs_three_series_with_ctdivol(tmp_path, study, tiny_checkpoint):
+    out = _score(tmp_path, [study / "low_dose", study / "full_dose"], tiny_checkpoint)
+    assert not (out / "dose_quality.png").exists()
+    assert len(_images((out / "report.html").read_text())) == 2 * (1 + 5)
+
+
+def test_same_scores_as_the_inference_workflow(tmp_path, study, tiny_checkpoint):
+    out = _score(tmp_path / "score", [study], tiny_checkpoint, "--batch-size", "4", "--workers", "2")
+    workflow_out = tmp_path / "workflow"
+    command = [
+        sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
+        "--dataset_dir", str(study), "--output_dir", str(workflow_out), "--ckpt_path", str(tiny_checkpoint),
+        "--network_preset", "hybrid_tiny",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = {r["sop_instance_uid"]: float(r["prediction"]) for r in _csv(workflow_out / "slice_predictions.csv")}
+    got = {}
+    for row in _csv(out / "index.csv"):
+        got.update({r["sop_instance_uid"]: float(r["score"]) for r in _csv(out / row["folder"] / "scores.csv")})
+    assert len(expected) == len(DOSES) * N_SLICES and got.keys() == expected.keys()
+    assert max(abs(got[k] - expected[k]) for k in expected) < 1e-5
+    for ours, theirs in zip(_csv(out / "index.csv"), _csv(workflow_out / "index.csv"), strict=True):  # same writers
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            same = ours[key] == theirs[key] or float(ours[key]) == pytest.approx(float(theirs[key]), abs=1e-5)
+            assert same, (key, ours[key], theirs[key])
+
+
+def test_missing_checkpoint_and_input_are_named(tmp_path, study):
+    with pytest.raises(FileNotFoundError, match=r"absent\.pt does not exist: make one with `make demo`"):
+        main([str(study), "--out", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "absent.pt")])
+    checkpoint = tmp_path / "m.pt"
+    checkpoint.write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"nowhere does not exist"):
+        main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--checkpoint", str(checkpoint)])
+
+
+def test_installed_command_reports_a_bad_input_in_one_line(tmp_path, tiny_checkpoint):
+    assert TFKT_SCORE.is_file(), "tfkt-score is installed by `make venv`"
+    command = [
+        str(TFKT_SCORE),
+        str(tmp_path / "nowhere"),
+        "--out",
+        str(tmp_path / "o"),
+        "--checkpoint",
+        str(tiny_checkpoint),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode != 0
+    assert done.stderr.splitlines()[0] == f"error: FileNotFoundError: {tmp_path / 'nowhere'} does not exist"
+    assert "Traceback" not in done.stderr
+    usage = subprocess.run([str(TFKT_SCORE), "--help"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 0 and "--threshold" in usage.stdout and "--backend" in usage.stdout
+
+
+def test_onnx_backend_gives_the_torch_scores(tmp_path, study, tiny_checkpoint):
+    pytest.importorskip("onnxruntime", reason="the ONNX backend is the optional 'export' extra")
+    network = create_network("hybrid_tiny")
+    network.load_state_dict(torch.load(tiny_checkpoint, weights_only=True))
+    onnx = tmp_path / "model.onnx"
+    torch.onnx.export(
+        network.eval(), (torch.rand(2, 1, SIZE, SIZE),), str(onnx), input_names=["image"], output_names=["pred"],
+        dynamic_axes={"image": [0, 2, 3], "pred": [0]}, dynamo=True,
+    )  # fmt: skip
+    eager = _score(tmp_path / "torch", [study / "low_dose"], tiny_checkpoint)
+    exported = _score(tmp_path / "onnx", [study / "low_dose"], onnx, "--backend", "onnx", "--batch-size", "3")
+    (row,) = _csv(eager / "index.csv")
+    a = [float(r["score"]) for r in _csv(eager / row["folder"] / "scores.csv")]
+    b = [float(r["score"]) for r in _csv(exported / row["folder"] / "scores.csv")]
+    np.testing.assert_allclose(b, a, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# compare
+
+
+def _read_hu(folder: Path) -> list[np.ndarray]:
+    import pydicom
+
+    files = sorted(folder.glob("*.dcm"), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    return [pydicom.dcmread(p).pixel_array.astype(float) - 1024 for p in files]
+
+
+def _compare(tmp_path, before, after, checkpoint) -> Path:
+    out = tmp_path / "cmp"
+    main(["compare", str(before), str(after), "--out", str(out), "--checkpoint", str(checkpoint)]
+         + ["--network-preset", "hybrid_tiny", "--n-boot", "500"])  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("change", ["smoothed", "noised"])
+def test_compare_pairs_a_series_with_its_processed_copy(tmp_path, study, tiny_checkpoint, change, capsys):
+    rng = np.random.default_rng(1)
+    hu = _read_hu(study / "mid_dose")
+    processed = [gaussian_filter(s, 1.5) if change == "smoothed" else s + rng.normal(0, 60, s.shape) for s in hu]
+    after = _write_series(tmp_path / change, processed, f"mid dose {change}", 10.0)  # new UIDs, same positions
+    out = _compare(tmp_path, study / "mid_dose", after, tiny_checkpoint)
+    result = json.loads((out / "comparison.json").read_text())
+    assert (result["method"], result["n_pairs"], result["unpaired_before"]) == ("position", N_SLICES, 0)
+    before_scores = {float(r["z"]): float(r["score"]) for r in _series_scores(out / "before")}
+    after_scores = {float(r["z"]): float(r["score"]) for r in _series_scores(out / "after")}
+    gains = np.array([after_scores[z] - before_scores[z] for z in before_scores])
+    assert result["mean_gain"] == pytest.approx(gains.mean(), abs=1e-6)
+    assert result["share_improved"] == pytest.approx(np.mean(gains > 0))
+    assert result["gain_ci_low"] <= result["mean_gain"] <= result["gain_ci_high"]
+    assert abs(gains.mean()) > 1e-4, "the copy scores differently"
+    rows = _csv(out / "comparison.csv")
+    assert [float(r["difference"]) for r in rows] == pytest.approx(list(gains), abs=1e-6)
+    assert (out / "comparison.png").read_bytes().startswith(PNG)
+    assert f"{result['mean_gain']:+.3f}" in capsys.readouterr().out
+
+
+def _series_scores(out: Path) -> list[dict]:
+    (row,) = _csv(out / "index.csv")
+    return _csv(out / row["folder"] / "scores.csv")
+
+
+def test_compare_without_positions_pairs_by_order_and_refuses_unequal_counts(tmp_path, study, tiny_checkpoint):
+    hu = _read_hu(study / "mid_dose")
+    before = _write_series(tmp_path / "before", hu, "no positions", None, positions=False)
+    after = _write_series(tmp_path / "after", [gaussian_filter(s, 1.0) for s in hu], "no positions", None, False)
+    result = json.loads((_compare(tmp_path / "a", before, after, tiny_checkpoint) / "comparison.json").read_text())
+    assert (result["method"], result["n_pairs"]) == ("order", N_SLICES)
+    shorter = _write_series(tmp_path / "shorter", hu[:4], "no positions", None, positions=False)
+    with pytest.raises(ValueError, match="cannot pair by order: before has 6 slices, after 4"):
+        _compare(tmp_path / "b", before, shorter, tiny_checkpoint)
