@@ -158,17 +158,6 @@ def test_other_jpeg2000_files_decode_to_plausible_hu(name):
     assert -2100 <= hu.min() and hu.max() <= 4000 and np.mean((hu > -100) & (hu < 200)) > 0.05
 
 
-def test_jpeg_lossless_decodes_or_names_the_missing_package():
-    path = get_testdata_file("bad_sequence.dcm")
-    syntax = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
-    if pydicom.pixels.get_decoder(syntax).is_available:
-        hu = ct.read_dicom_hu(path)
-        assert hu.shape == (512, 512) and hu.min() >= -2100
-    else:
-        with pytest.raises(ct.DecoderMissingError, match="pip install pylibjpeg-libjpeg"):
-            ct.read_dicom_hu(path)
-
-
 def test_missing_decoder_raises_before_the_first_slice(monkeypatch, shared_ct_series):
     class Unavailable:
         is_available = False
@@ -230,3 +219,16 @@ def test_classic_ct_acquisition_fields_and_a_slice_read_again():
     assert identity["slice_thickness"] == float(header.SliceThickness) and math.isnan(identity["ctdi_vol"])
     again, is_hu = read_ct_slice(identity["source"], int(identity["slice_index"]), None)
     assert is_hu and np.array_equal(again, hu)
+
+
+def test_duplicate_instances_are_scored_once_and_listed(tmp_path):
+    import shutil
+
+    for k in range(3):
+        write_ct_slice(tmp_path / f"s{k}.dcm", raw_slice(k), series_uid="1.2.3", instance=k + 1, position=(0, 0, k))
+    shutil.copy(tmp_path / "s1.dcm", tmp_path / "s1_copy.dcm")
+    found = ct.find_dicom_series(tmp_path)
+    assert [s.path.name for s in found[0].slices] == ["s0.dcm", "s1.dcm", "s2.dcm"]
+    assert found.skipped == [
+        (tmp_path / "s1_copy.dcm", f"duplicate instance: same SOPInstanceUID as {tmp_path / 's1.dcm'}")
+    ]

@@ -84,20 +84,10 @@ def study(tmp_path_factory) -> Path:
     return root / "exam"
 
 
-def _score(tmp_path, inputs, checkpoint, *flags) -> Path:
+def _score(tmp_path, inputs, checkpoint, *flags, expect: int = 0) -> Path:
     out = tmp_path / "out"
-    main(
-        [
-            *map(str, inputs),
-            "--out",
-            str(out),
-            "--checkpoint",
-            str(checkpoint),
-            "--network-preset",
-            "hybrid_tiny",
-            *flags,
-        ]
-    )
+    argv = [*map(str, inputs), "--out", str(out), "--checkpoint", str(checkpoint), "--network-preset", "hybrid_tiny"]
+    assert main([*argv, *flags]) == expect
     return out
 
 
@@ -107,7 +97,7 @@ def _csv(path: Path) -> list[dict]:
 
 
 def test_scores_every_series_into_its_own_folder_with_an_index(tmp_path, study, tiny_checkpoint, capsys):
-    out = _score(tmp_path, [study], tiny_checkpoint)
+    out = _score(tmp_path, [study], tiny_checkpoint, expect=3)  # notes.txt is skipped
     index = _csv(out / "index.csv")
     assert sorted(r["series_description"] for r in index) == sorted(DOSES)
     for row in index:
@@ -148,7 +138,7 @@ def _images(page: str) -> list[bytes]:
 
 
 def test_report_page_is_self_contained_with_plots_thumbnails_and_the_dose_view(tmp_path, study, tiny_checkpoint):
-    out = _score(tmp_path, [study], tiny_checkpoint)
+    out = _score(tmp_path, [study], tiny_checkpoint, expect=3)
     page = (out / "report.html").read_text()
     assert not re.search(r'(src|href)="(?!data:|#)', page), "every image and link is inside the page"
     images = _images(page)
@@ -169,7 +159,7 @@ def test_dose_view_needs_three_series_with_ctdivol(tmp_path, study, tiny_checkpo
 
 
 def test_same_scores_as_the_inference_workflow(tmp_path, study, tiny_checkpoint):
-    out = _score(tmp_path / "score", [study], tiny_checkpoint, "--batch-size", "4", "--workers", "2")
+    out = _score(tmp_path / "score", [study], tiny_checkpoint, "--batch-size", "4", "--workers", "2", expect=3)
     workflow_out = tmp_path / "workflow"
     command = [
         sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
@@ -191,13 +181,37 @@ def test_same_scores_as_the_inference_workflow(tmp_path, study, tiny_checkpoint)
             assert same, (key, ours[key], theirs[key])
 
 
-def test_missing_checkpoint_and_input_are_named(tmp_path, study):
-    with pytest.raises(FileNotFoundError, match=r"absent\.pt does not exist: make one with `make demo`"):
-        main([str(study), "--out", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "absent.pt")])
+def test_missing_checkpoint_and_input_are_usage_errors(tmp_path, study, capsys):
+    assert main([str(study), "--out", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "absent.pt")]) == 2
+    assert "absent.pt does not exist: make one with `make demo`" in capsys.readouterr().err
     checkpoint = tmp_path / "m.pt"
     checkpoint.write_bytes(b"")
-    with pytest.raises(FileNotFoundError, match=r"nowhere does not exist"):
-        main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--checkpoint", str(checkpoint)])
+    assert main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--checkpoint", str(checkpoint)]) == 2
+    assert capsys.readouterr().err == f"error: FileNotFoundError: {tmp_path / 'nowhere'} does not exist\n"
+
+
+def test_skipped_items_are_listed_counted_and_set_the_exit_code(tmp_path, study, tiny_checkpoint, capsys):
+    (tmp_path / "empty").mkdir()
+    out = _score(tmp_path, [study, tmp_path / "empty"], tiny_checkpoint, "--workers", "2", expect=3)
+    skipped = _csv(out / "skipped.csv")
+    assert [(Path(r["path"]).name, r["reason"]) for r in skipped] == [
+        ("notes.txt", "not DICOM (no 'DICM' file marker)"),
+        ("empty", "no CT DICOM slices found (0 files, each skipped)"),
+    ]  # each once, though two workers read the headers
+    assert len(_csv(out / "index.csv")) == len(DOSES)  # the rest is scored
+    assert "Not scored (2)" in (out / "report.html").read_text()
+    assert "2 items skipped" in capsys.readouterr().out
+    assert not list(out.glob(".skipped-*")), "the run's skip log is removed once written"
+
+
+def test_nothing_scorable_is_its_own_exit_code(tmp_path, tiny_checkpoint, capsys):
+    folder = tmp_path / "mr"
+    folder.mkdir()
+    write_ct_slice(folder / "mr.dcm", np.zeros((8, 8)), series_uid="1.2", instance=1, position=None, modality="MR")
+    out = _score(tmp_path, [folder], tiny_checkpoint, expect=4)
+    assert [r["reason"] for r in _csv(out / "skipped.csv")][0] == "not CT (Modality 'MR')"
+    assert capsys.readouterr().err.startswith("error: no slice was scored (2 items skipped")
+    assert not (out / "index.csv").exists()
 
 
 def test_installed_command_reports_a_bad_input_in_one_line(tmp_path, tiny_checkpoint):
@@ -211,11 +225,10 @@ def test_installed_command_reports_a_bad_input_in_one_line(tmp_path, tiny_checkp
         str(tiny_checkpoint),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert done.returncode != 0
-    assert done.stderr.splitlines()[0] == f"error: FileNotFoundError: {tmp_path / 'nowhere'} does not exist"
-    assert "Traceback" not in done.stderr
+    assert done.returncode == 2 and done.stderr == f"error: FileNotFoundError: {tmp_path / 'nowhere'} does not exist\n"
     usage = subprocess.run([str(TFKT_SCORE), "--help"], capture_output=True, text=True, timeout=60)
     assert usage.returncode == 0 and "--threshold" in usage.stdout and "--backend" in usage.stdout
+    assert "3  scored, but some inputs, files or slices were skipped" in usage.stdout
 
 
 def test_onnx_backend_gives_the_torch_scores(tmp_path, study, tiny_checkpoint):
@@ -248,8 +261,8 @@ def _read_hu(folder: Path) -> list[np.ndarray]:
 
 def _compare(tmp_path, before, after, checkpoint) -> Path:
     out = tmp_path / "cmp"
-    main(["compare", str(before), str(after), "--out", str(out), "--checkpoint", str(checkpoint)]
-         + ["--network-preset", "hybrid_tiny", "--n-boot", "500"])  # fmt: skip
+    argv = ["compare", str(before), str(after), "--out", str(out), "--checkpoint", str(checkpoint)]
+    assert main([*argv, "--network-preset", "hybrid_tiny", "--n-boot", "500"]) == 0
     return out
 
 

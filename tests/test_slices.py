@@ -52,3 +52,29 @@ def test_hu_window_is_applied_to_hu_slices_only(synthetic_folder):
     for (array, info), (reference, reference_info) in zip(windowed, hu):
         assert reference_info["is_hu"] is True and info["is_hu"] is False
         np.testing.assert_array_equal(array, apply_hu_window(reference, (-1000, 400)))
+
+
+def test_unusable_inputs_are_skipped_with_their_reason_when_skips_are_listed(tmp_path):
+    (tmp_path / "empty").mkdir()
+    volume = np.zeros((8, 8, 3), dtype=np.float32)
+    volume[2, 3, 1] = np.nan  # one bad slice of three
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / "v.nii.gz")
+    tifffile.imwrite(
+        tmp_path / "rgb.tif", np.dstack([np.zeros((8, 8)), np.ones((8, 8)), np.zeros((8, 8))]).astype(np.uint8)
+    )
+    skipped = []
+    out = list(ct.iter_ct_slices([tmp_path / "empty", tmp_path / "v.nii.gz", tmp_path / "rgb.tif"], skipped=skipped))
+    assert [info["slice_index"] for _, info in out] == [0, 2]
+    reasons = {path.name: reason for path, reason in skipped}
+    assert reasons["empty"] == "no CT DICOM slices found (0 files, each skipped)"
+    assert reasons["v.nii.gz#1"] == "1 NaN or infinite pixel values"
+    assert "colour image (3 differing channels); a CT slice is grayscale" in reasons["rgb.tif"]
+    with pytest.raises(ValueError, match="NaN or infinite"):  # without a list of skips, the stream stops
+        list(ct.iter_ct_slices(tmp_path / "v.nii.gz"))
+
+
+def test_gray_image_stored_as_rgb_is_read(tmp_path):
+    gray = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    tifffile.imwrite(tmp_path / "gray_rgb.tif", np.dstack([gray] * 3))
+    ((array, _),) = list(ct.iter_ct_slices(tmp_path / "gray_rgb.tif"))
+    np.testing.assert_allclose(array, gray / 255.0, atol=1e-6)

@@ -106,3 +106,16 @@ def test_hu_window_leaves_non_hu_items_alone_and_keeps_tensors():
     as_array = transform({"image": hu.copy()})  # no is_hu key: taken as HU
     assert isinstance(as_array["image"], np.ndarray)
     np.testing.assert_allclose(as_array["image"], expected, atol=1e-6)
+
+
+def test_batches_hold_one_image_size_each(tmp_path):
+    rng = np.random.default_rng(0)
+    for name, shape in (("a.nii.gz", (6, 5, 5)), ("b.nii.gz", (7, 4, 3))):
+        nib.save(nib.Nifti1Image(rng.uniform(-1000, 400, shape).astype(np.float32), np.eye(4)), tmp_path / name)
+    batches = list(SliceStream(tmp_path, batch_size=2))
+    assert [[tuple(item["image"].shape) for item in batch] for batch in batches] == [
+        [(5, 6)] * 2, [(5, 6)] * 2, [(5, 6)], [(4, 7)] * 2, [(4, 7)]
+    ]  # fmt: skip
+    assert [item["name"] for batch in batches for item in batch] == [item["name"] for item in SliceStream(tmp_path)]
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        SliceStream(tmp_path, batch_size=0)

@@ -24,10 +24,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from scripts.clinical.compare import compare_scores, format_comparison, pair_slices, write_comparison
+from scripts.clinical.exam_report import NothingScoredError
 from scripts.command import BUNDLE_ROOT
-from scripts.utils.cli import report_error
+from scripts.utils.cli import report_error, root_cause
 
-__all__ = ["DEFAULT_CHECKPOINT", "DEFAULT_ONNX", "build_parser", "score", "main"]
+__all__ = ["DEFAULT_CHECKPOINT", "DEFAULT_ONNX", "EXIT_CODES", "build_parser", "score", "main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED, EXIT_NOTHING = 0, 1, 2, 3, 4
+EXIT_CODES = {
+    EXIT_OK: "every input scored",
+    EXIT_FAILED: "the run failed (one-line error; TFKT_DEBUG=1 for the traceback)",
+    EXIT_USAGE: "bad usage: an unknown option, an input or checkpoint that does not exist, no CUDA for --device cuda",
+    EXIT_SKIPPED: "scored, but some inputs, files or slices were skipped (reasons in OUTDIR/skipped.csv)",
+    EXIT_NOTHING: "nothing could be scored (reasons in OUTDIR/skipped.csv)",
+}
 
 CONFIGS = BUNDLE_ROOT / "configs"
 DEFAULT_CHECKPOINT = BUNDLE_ROOT / "models" / "model.pt"
@@ -38,13 +48,18 @@ _MAKE_IT = {
 }
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown beside each option, and the exit-code list kept as written."""
+
+
 def build_parser(compare: bool = False) -> argparse.ArgumentParser:
     """The ``tfkt-score`` (or ``tfkt-score compare``) argument parser."""
     doc = __doc__.split("\n\n")
     parser = argparse.ArgumentParser(
         prog="tfkt-score compare" if compare else "tfkt-score",
         description=doc[3 if compare else 2].replace("\n", " "),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
+        epilog="exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items()),
     )
     if compare:
         parser.add_argument("before", help="the exam as it was (a DICOM series folder, a volume or image folder)")
@@ -65,7 +80,10 @@ def build_parser(compare: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
-def _checked(args: argparse.Namespace) -> argparse.Namespace:
+def _checked(args: argparse.Namespace, inputs: Sequence[str]) -> argparse.Namespace:
+    for path in inputs:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path} does not exist")
     args.checkpoint = args.checkpoint or (DEFAULT_ONNX if args.backend == "onnx" else DEFAULT_CHECKPOINT)
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist: {_MAKE_IT[args.backend]}")
@@ -82,9 +100,6 @@ def _checked(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _overrides(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> dict:
-    for path in inputs:
-        if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist")
     overrides = {
         "bundle_root": str(BUNDLE_ROOT),
         "dataset_dir": [str(p.resolve()) for p in inputs],
@@ -101,8 +116,8 @@ def _overrides(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> d
     return overrides
 
 
-def score(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> list[dict]:
-    """Run the inference workflow on ``inputs`` into ``out``; return its per-slice rows."""
+def score(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Run the inference workflow on ``inputs`` into ``out``; return its per-slice rows and the skipped items."""
     from monai.bundle import ConfigWorkflow  # imported here: --help and usage errors stay instant
 
     files = [CONFIGS / "inference.json"] + ([CONFIGS / "inference_onnx.json"] if args.backend == "onnx" else [])
@@ -118,30 +133,42 @@ def score(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> list[d
     workflow.initialize()
     workflow.run()
     workflow.finalize()
-    return workflow.parser.get_parsed_content("report").rows
+    report = workflow.parser.get_parsed_content("exam_report")
+    return report.report.rows, report.skipped
 
 
-def _compare(args: argparse.Namespace) -> None:
-    before = score([Path(args.before)], args.out / "before", args)
-    after = score([Path(args.after)], args.out / "after", args)
+def _compare(args: argparse.Namespace) -> list[tuple[str, str]]:
+    before, skipped_before = score([Path(args.before)], args.out / "before", args)
+    after, skipped_after = score([Path(args.after)], args.out / "after", args)
     pairing = pair_slices(before, after)
     result = compare_scores(pairing, n_boot=args.n_boot)
     written = write_comparison(args.out, pairing, result)
     print(format_comparison(result))
     print(f"wrote {args.out}: {', '.join(p.name for p in written.values())}")
+    return skipped_before + skipped_after
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point ``tfkt-score``."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point ``tfkt-score``; returns the exit code (:data:`EXIT_CODES`)."""
     sys.excepthook = report_error
     argv = list(sys.argv[1:] if argv is None else argv)
     compare = bool(argv) and argv[0] == "compare"
-    args = _checked(build_parser(compare).parse_args(argv[1:] if compare else argv))
-    if compare:
-        _compare(args)
-    else:
-        score([Path(p) for p in args.inputs], args.out, args)
+    args = build_parser(compare).parse_args(argv[1:] if compare else argv)
+    inputs = [args.before, args.after] if compare else args.inputs
+    try:
+        args = _checked(args, inputs)
+    except (OSError, ValueError) as err:
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        skipped = _compare(args) if compare else score([Path(p) for p in inputs], args.out, args)[1]
+    except Exception as err:  # MONAI wraps what the workflow raises: look at the cause
+        if not isinstance(root_cause(err), NothingScoredError):
+            raise
+        print(f"error: {root_cause(err)}", file=sys.stderr)
+        return EXIT_NOTHING
+    return EXIT_SKIPPED if skipped else EXIT_OK
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -21,6 +21,7 @@ __all__ = [
     "INDEX_COLUMNS",
     "write_series_outputs",
     "write_index",
+    "write_table",
     "plot_series_scores",
     "plot_dose_quality",
     "dose_points",
@@ -55,7 +56,7 @@ def write_series_outputs(out_dir: str | os.PathLike, summary: dict, rows: Sequen
     """
     folder = Path(out_dir) / summary["folder"]
     table = [{**row, "file": row.get("source", ""), "score": float(row["prediction"])} for row in rows]
-    _write_csv(folder / "scores.csv", SCORES_COLUMNS, table)
+    write_table(folder / "scores.csv", SCORES_COLUMNS, table)
     atomic_write_json(folder / "summary.json", summary)
     plot_series_scores(rows, summary, folder / "scores.png")
     return folder
@@ -64,15 +65,16 @@ def write_series_outputs(out_dir: str | os.PathLike, summary: dict, rows: Sequen
 def write_index(out_dir: str | os.PathLike, summaries: Sequence[dict]) -> Path:
     """``<out_dir>/index.csv``: one row per series with its identifiers, acquisition fields and summary numbers."""
     table = [{**s.get("acquisition", {}), **s} for s in summaries]
-    return _write_csv(Path(out_dir) / "index.csv", INDEX_COLUMNS, table)
+    return write_table(Path(out_dir) / "index.csv", INDEX_COLUMNS, table)
 
 
-def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict]) -> Path:
+def write_table(path: str | os.PathLike, columns: Sequence[str], rows: Sequence[dict]) -> Path:
+    """A CSV of ``columns`` (absent numbers as empty cells), written atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         writer.writerows({key: _cell(row.get(key)) for key in columns} for row in rows)
-    return path
+    return Path(path)
 
 
 def _cell(value) -> str:

@@ -54,6 +54,7 @@ def write_report_page(
     hu_window: Sequence[float],
     series_plots: Sequence[str | os.PathLike],
     dose_plot: str | os.PathLike | None = None,
+    skipped: Sequence[tuple[str, str]] = (),
     title: str = "CT image quality",
 ) -> Path:
     """Write the page atomically and return its path.
@@ -64,6 +65,7 @@ def write_report_page(
         hu_window: display window for the thumbnails of HU slices (the window the network saw).
         series_plots: each series' ``scores.png``, in the order of ``summaries``.
         dose_plot: the dose-quality PNG, when there is one.
+        skipped: (path, reason) of every input, file or slice that was not scored.
         title: page heading.
     """
     parts = [f"<h1>{html.escape(title)}</h1>", _series_table(summaries)]
@@ -71,6 +73,8 @@ def write_report_page(
         parts.append(f"<h2>Dose and quality</h2>{_img(Path(dose_plot).read_bytes(), 'mean score against CTDIvol')}")
     for summary, plot in zip(summaries, series_plots):
         parts.append(_series_section(summary, Path(plot), hu_window))
+    if skipped:
+        parts.append(_skipped_section(skipped))
     page = (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{_STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
@@ -103,6 +107,14 @@ def _series_table(summaries: Sequence[dict]) -> str:
 
 def _title(summary: dict) -> str:
     return html.escape(summary["title"])
+
+
+def _skipped_section(skipped: Sequence[tuple[str, str]]) -> str:
+    rows = "".join(
+        f'<tr><td class="text">{html.escape(p)}</td><td class="text">{html.escape(r)}</td></tr>' for p, r in skipped
+    )
+    table = f"<table><tr><th>file</th><th>reason</th></tr>{rows}</table>"
+    return f"<section><h2>Not scored ({len(skipped)})</h2>{table}</section>"
 
 
 def _fmt(value) -> str:

@@ -28,6 +28,7 @@ from pydicom.filereader import read_file_meta_info
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, get_decoder, pixel_array
 from pydicom.tag import Tag
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from .kinds import natural_key
 
@@ -168,6 +169,7 @@ def find_dicom_series(folder: str | os.PathLike, recursive: bool = True, log: bo
         except Exception as err:  # a header pydicom parsed but whose values do not convert: one unusable file
             record_skip(skipped, path, f"unusable DICOM header ({type(err).__name__}: {err})", log)
     for series in groups.values():
+        _drop_duplicates(series, skipped, log)
         _sort_series(series, log)
     ordered = sorted(groups.values(), key=lambda s: (s.series_description, s.series_instance_uid))
     return DicomSeriesList(ordered, skipped)
@@ -357,6 +359,23 @@ def _slice_z(header: Dataset, frame: int | None) -> float | None:
     return float(np.dot(normal, position))
 
 
+def _drop_duplicates(series: DicomSeries, skipped: list[Skip], log: bool) -> None:
+    """Keep the first copy of each instance (and frame): exports often hold the same SOP instance twice."""
+    first: dict[tuple[str, int | None], Path] = {}
+    kept = []
+    for item in series.slices:
+        key = (item.sop_instance_uid, item.frame)
+        if item.sop_instance_uid and key in first:
+            if item.path != first[key]:  # a multi-frame file lists each frame once; report each extra file once
+                reason = f"duplicate instance: same SOPInstanceUID as {first[key]}"
+                if item.frame in (None, 0):
+                    record_skip(skipped, item.path, reason, log)
+            continue
+        first[key] = item.path
+        kept.append(item)
+    series.slices = kept
+
+
 def _sort_series(series: DicomSeries, log: bool = True) -> None:
     slices = series.slices
     reason = _position_problem(slices)
@@ -432,11 +451,9 @@ def _decoder_package(syntax_name: str) -> str:
         return "pylibjpeg-openjpeg"
     if "jpeg-ls" in name:
         return "pyjpegls"
-    if "jpeg" in name:
-        return "pylibjpeg-libjpeg"
     if "rle" in name:
         return "pylibjpeg-rle"
-    return "python-gdcm"
+    return "python-gdcm"  # JPEG lossless, baseline and (8-bit) extended; BSD-licensed
 
 
 def read_dicom_hu(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
@@ -459,18 +476,39 @@ def read_dicom_hu(path: str | os.PathLike, frame: int | None = None) -> np.ndarr
     tags = groups if frame is not None else None
     try:
         raw = pixel_array(path, index=frame, ds_out=header, specific_tags=tags)
-    except RuntimeError as err:
-        if "missing dependencies" not in str(err):
+    except AttributeError:  # no pixel data found: pydicom's file-level reader does not inflate deflated files
+        if read_file_meta_info(path).TransferSyntaxUID != DeflatedExplicitVRLittleEndian:
             raise
+        raw, header = _deflated_frame(path, frame)
+    except RuntimeError as err:
+        _raise_decoder_error(path, err)
+    if raw.ndim != 2:
+        hint = " (multi-frame file: pass frame=)" if raw.ndim == 3 and frame is None else ""
+        raise ValueError(f"{path}: expected one 2-D grayscale frame, got pixel array of shape {raw.shape}{hint}")
+    return np.asarray(apply_modality_lut(raw, _rescale_source(header, frame)), dtype=np.float32)
+
+
+def _deflated_frame(path: str | os.PathLike, frame: int | None) -> tuple[np.ndarray, Dataset]:
+    """Deflated files are inflated whole (they are rare and small), then the frame is taken."""
+    dataset = pydicom.dcmread(path)
+    raw = dataset.pixel_array
+    return (raw if frame is None else raw[frame]), dataset
+
+
+def _raise_decoder_error(path: str | os.PathLike, err: RuntimeError) -> None:
+    """Turn pydicom's decoder failures into what to install, or re-raise (the slice is then skipped)."""
+    if "missing dependencies" in str(err):
         try:
             check_decoders([read_file_meta_info(path).TransferSyntaxUID])
         except DecoderMissingError as missing:
             raise DecoderMissingError(f"{path}: {missing}") from None
         raise DecoderMissingError(f"{path}: {err}") from None
-    if raw.ndim != 2:
-        hint = " (multi-frame file: pass frame=)" if raw.ndim == 3 and frame is None else ""
-        raise ValueError(f"{path}: expected one 2-D grayscale frame, got pixel array of shape {raw.shape}{hint}")
-    return np.asarray(apply_modality_lut(raw, _rescale_source(header, frame)), dtype=np.float32)
+    if "12-bit precision" in str(err):  # JPEG Extended 12-bit: only the GPL-licensed libjpeg plugin decodes it
+        raise DecoderMissingError(
+            f"{path}: 12-bit JPEG Extended needs the pylibjpeg-libjpeg plugin (GPL-3.0, not installed by this "
+            "bundle): pip install pylibjpeg-libjpeg"
+        ) from None
+    raise err
 
 
 def _rescale_source(header: Dataset, frame: int | None) -> Dataset:

@@ -16,7 +16,7 @@ UNIT_RANGE_TOLERANCE = 1e-3
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def read_image_file(path: str | os.PathLike) -> np.ndarray:
+def read_image_file(path: str | os.PathLike, grayscale_only: bool = False) -> np.ndarray:
     """Read a 2-D image file as float32 (H, W) in [0, 1].
 
     - TIFF (tifffile): float data is kept as is and must lie in [0, 1] within 1e-3 (LDCTIQAC slices); 8/16-bit
@@ -24,32 +24,37 @@ def read_image_file(path: str | os.PathLike) -> np.ndarray:
       window is unknown (give such data as DICOM or NIfTI).
     - PNG/JPEG/BMP (Pillow): 8-bit / 16-bit gray divided by 255 / 65535; colour images become BT.601 luminance.
 
+    Args:
+        path: the image file.
+        grayscale_only: refuse colour images whose channels differ (a CT slice is grayscale; natural-image sets
+            are not). Colour files with equal channels are gray and accepted.
+
     Raises:
-        ValueError: not a single 2-D image, or values outside the expected range.
+        ValueError: not a single 2-D image, colour where ``grayscale_only``, or values outside the expected range.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
-        return _to_unit_gray(_read_tiff(path), path)
+        return _to_unit_gray(_read_tiff(path, grayscale_only), path)
     if suffix in PIL_SUFFIXES:
-        return _read_pil(path)
+        return _read_pil(path, grayscale_only)
     raise ValueError(f"{path}: unsupported image type {suffix!r} (expected one of {', '.join(IMAGE_SUFFIXES)})")
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+def _read_tiff(path: Path, grayscale_only: bool) -> np.ndarray:
     import tifffile
 
     array = tifffile.imread(path)
     while array.ndim > 2 and 1 in array.shape:  # (1, H, W) pages or (H, W, 1) samples; keep a 1-row image 2-D
         array = np.squeeze(array, axis=array.shape.index(1))
     if array.ndim == 3 and array.shape[-1] in (3, 4):
-        return _luminance(array[..., :3], path)
+        return _luminance(_checked_colour(array[..., :3], path, grayscale_only), path)
     if array.ndim != 2:
         raise ValueError(f"{path}: expected a single 2-D slice, got a TIFF of shape {array.shape}")
     return array
 
 
-def _read_pil(path: Path) -> np.ndarray:
+def _read_pil(path: Path, grayscale_only: bool) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as image:
@@ -61,7 +66,13 @@ def _read_pil(path: Path) -> np.ndarray:
         if mode in ("L", "LA", "1"):
             return np.asarray(image.convert("L"), dtype=np.float32) / np.float32(255)
         rgb = np.asarray(image.convert("RGB"))
-    return _luminance(rgb, path)
+    return _luminance(_checked_colour(rgb, path, grayscale_only), path)
+
+
+def _checked_colour(rgb: np.ndarray, path: Path, grayscale_only: bool) -> np.ndarray:
+    if grayscale_only and not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+        raise ValueError(f"{path}: colour image ({rgb.shape[-1]} differing channels); a CT slice is grayscale")
+    return rgb
 
 
 def _luminance(rgb: np.ndarray, path: Path) -> np.ndarray:

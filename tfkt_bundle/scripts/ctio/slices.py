@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from .dicom import (
     find_dicom_series,
     iter_series_slices,
     read_dicom_hu,
+    record_skip,
 )
 from .images import read_image_file
 from .kinds import file_kind, listed_inputs
@@ -64,7 +66,9 @@ def iter_ct_slices(
     Args:
         inputs: one path or several: folders, DICOM files, NIfTI files or 2-D image files.
         hu_window: (low, high) HU to window HU sources to [0, 1]; None keeps HU. Image files are never re-windowed.
-        skipped: if given, receives (path, reason) for every skipped file or slice (all are also logged).
+        skipped: if given, receives (path, reason) for every skipped file or slice (all are also logged), and an
+            input that yields no usable slice (an empty folder, a folder without CT, an unreadable image or volume)
+            is skipped with its reason instead of stopping the stream.
         shard: (k, n): decode and yield only the k-th of n disjoint shares of the slices, so that n parallel readers
             (DataLoader workers) together yield every slice once. Headers are still read by each reader.
 
@@ -74,23 +78,42 @@ def iter_ct_slices(
 
     Raises:
         FileNotFoundError: a path does not exist.
-        ValueError: a DICOM input holds no usable CT slice (the reasons are in the message).
+        ValueError: without ``skipped``, an input holds no usable slice (the reasons are in the message).
         DecoderMissingError: DICOM pixel data needs a decoder plugin that is not installed.
     """
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    share, shares = shard
-    ordinal = 0  # of the series/volume/file: offsets each unit's shares so that one-slice files spread too
+    ordinals = itertools.count()  # of the series/volume/file: offsets each unit's shares so one-slice files spread
     for path in paths:
         if not Path(path).exists():
             raise FileNotFoundError(f"{path} does not exist")
         for source in listed_inputs(path):
-            for unit in _source_units(source, skipped, log=share == 0):
-                keep = None if shares == 1 else (lambda k, first=ordinal: (first + k) % shares == share)
-                ordinal += 1
-                for array, info in unit(keep):
+            try:
+                for array, info in _source_slices(source, skipped, shard, ordinals):
                     if hu_window is not None and info["is_hu"]:
                         array, info = apply_hu_window(array, hu_window), {**info, "is_hu": False}
                     yield array, info
+            except (ValueError, OSError) as err:  # one unusable input; decoder and other errors stop the job
+                if skipped is None:
+                    raise
+                record_skip(skipped, source, str(err), log=shard[0] == 0)
+
+
+def _source_slices(
+    source: Path, skipped: list[Skip] | None, shard: tuple[int, int], ordinals: Iterator[int]
+) -> Iterator[tuple[np.ndarray, dict]]:
+    share, shares = shard
+    for unit in _source_units(source, skipped, log=share == 0):
+        first = next(ordinals)
+        keep = None if shares == 1 else (lambda k, first=first: (first + k) % shares == share)
+        for array, info in unit(keep):
+            bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+            if not bad:
+                yield array, info
+                continue
+            where = Path(f"{info['source']}#{info.get('frame') or info['slice_index']}")
+            if skipped is None:
+                raise ValueError(f"{where}: {bad} NaN or infinite pixel values")
+            record_skip(skipped, where, f"{bad} NaN or infinite pixel values")
 
 
 def read_ct_slice(source: str | os.PathLike, slice_index: int = 0, frame: int | None = None) -> tuple[np.ndarray, bool]:
@@ -102,7 +125,7 @@ def read_ct_slice(source: str | os.PathLike, slice_index: int = 0, frame: int | 
     path = Path(source)
     kind = file_kind(path)
     if kind == "image":
-        return read_image_file(path), False
+        return read_image_file(path, grayscale_only=True), False
     if kind == "nifti":
         array, _ = next(iter_nifti_slices(path, keep=lambda k: k == slice_index))
         return array, True
@@ -125,13 +148,16 @@ def _source_units(source: Path, skipped: list[Skip] | None, log: bool) -> Iterat
 
 
 def _image_slice(source: Path) -> Iterator[tuple[np.ndarray, dict]]:
-    yield read_image_file(source), {"kind": "image", "source": str(source), "slice_index": 0, "is_hu": False}
+    array = read_image_file(source, grayscale_only=True)
+    yield array, {"kind": "image", "source": str(source), "slice_index": 0, "is_hu": False}
 
 
 def _dicom_series(source: Path, skipped: list[Skip] | None, log: bool) -> DicomSeriesList:
     found = find_dicom_series(source, log=log)
-    if skipped is not None:
+    if skipped is not None and log:  # every parallel reader reads the headers; the first one lists their skips
         skipped.extend(found.skipped)
+    if not found and skipped is not None:  # each file's reason is listed already
+        raise ValueError(f"no CT DICOM slices found ({len(found.skipped)} files, each skipped)")
     if not found:
         reasons = "; ".join(f"{p.name}: {r}" for p, r in found.skipped[:5])
         more = f" (+{len(found.skipped) - 5} more)" if len(found.skipped) > 5 else ""

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from scripts.ctio.slices import Inputs, iter_ct_slices, slice_identity
+from scripts.utils.skips import SkipLog
 
 __all__ = ["SliceStream"]
 
@@ -24,17 +25,54 @@ class SliceStream(torch.utils.data.IterableDataset):
     Args:
         inputs: one path or several: DICOM folders or files, NIfTI volumes, 2-D image files or folders of them.
         transform: applied to each item (e.g. the workflow's ``preprocessing``); None yields items as read.
+        skip_log: if given, every skipped input, file or slice is added to it with its reason (from any worker).
+        batch_size: if given, yield lists of up to this many items of one image size (a new size starts a new
+            list), for a DataLoader with ``batch_size=None`` and a list collate: series of different matrix sizes
+            then batch without padding, which would change their scores.
     """
 
-    def __init__(self, inputs: Inputs, transform: Callable[[dict], dict] | None = None) -> None:
+    def __init__(
+        self,
+        inputs: Inputs,
+        transform: Callable[[dict], dict] | None = None,
+        skip_log: SkipLog | None = None,
+        batch_size: int | None = None,
+    ) -> None:
         super().__init__()
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.inputs = inputs
         self.transform = transform
+        self.skip_log = skip_log
+        self.batch_size = batch_size
 
-    def __iter__(self) -> Iterator[dict]:
-        # Skipped files and slices are logged with their reasons by scripts.ctio.
+    def __iter__(self) -> Iterator[dict] | Iterator[list[dict]]:
+        items = self._items()
+        return items if self.batch_size is None else _same_size_batches(items, self.batch_size)
+
+    def _items(self) -> Iterator[dict]:
+        # Skipped files and slices are logged with their reasons by scripts.ctio, and listed in the skip log.
         worker = torch.utils.data.get_worker_info()
         shard = (0, 1) if worker is None else (worker.id, worker.num_workers)
-        for index, (array, info) in enumerate(iter_ct_slices(self.inputs, shard=shard)):
+        skipped: list = [] if self.skip_log is not None else None
+        for index, (array, info) in enumerate(iter_ct_slices(self.inputs, skipped=skipped, shard=shard)):
+            self._flush(skipped)
             item = {"image": array, "is_hu": bool(info["is_hu"]), **slice_identity(info, index)}
             yield self.transform(item) if self.transform is not None else item
+        self._flush(skipped)
+
+    def _flush(self, skipped: list | None) -> None:
+        if skipped:
+            self.skip_log.add(skipped)
+            skipped.clear()
+
+
+def _same_size_batches(items: Iterator[dict], size: int) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for item in items:
+        if batch and (len(batch) == size or tuple(item["image"].shape) != tuple(batch[0]["image"].shape)):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch

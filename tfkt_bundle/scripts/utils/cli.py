@@ -31,6 +31,7 @@ __all__ = [
     "check_command_line",
     "check_overrides",
     "report_error",
+    "root_cause",
     "runner_overrides",
     "config_ids",
 ]
@@ -154,7 +155,7 @@ def _check_override(key: str, value, ids: set[str]) -> None:
 
 def report_error(exc_type, exc, tb) -> None:
     """``sys.excepthook``: expected errors as one line (their innermost cause, class and message), else as usual."""
-    root = _root_cause(exc)
+    root = root_cause(exc)
     if os.environ.get(DEBUG_ENV) or not isinstance(root, EXPECTED_ERRORS):
         sys.__excepthook__(exc_type, exc, tb)
         return
@@ -163,7 +164,7 @@ def report_error(exc_type, exc, tb) -> None:
     print(f"(full traceback: {DEBUG_ENV}=1)", file=sys.stderr)
 
 
-def _root_cause(exc: BaseException) -> BaseException:
+def root_cause(exc: BaseException) -> BaseException:
     """The innermost ``__cause__``: MONAI wraps every failure in "Failed to evaluate/instantiate ..."."""
     seen = {id(exc)}
     while exc.__cause__ is not None and id(exc.__cause__) not in seen:
