@@ -5,7 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint format venv clean
+.PHONY: demo test test-core test-fast lint format venv clean
+
+# The MONAI Deploy and MONAI Label apps, each in its own environment (.venv-deploy, .venv-label).
+include apps/deploy/deploy.mk apps/label/label.mk
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-export.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +23,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	cd tfkt_bundle && ../$(PY) -m scripts.demo
 
-test: lint
+# Everything CI runs: lint, the core suite, then the Deploy and Label apps' suites in their own environments.
+test: lint test-core test-deploy test-label
+
+test-core: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
@@ -34,5 +40,5 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-clean:
-	rm -rf $(VENV) .pytest_cache
+clean: clean-label
+	rm -rf $(VENV) $(DEPLOY_VENV) .pytest_cache

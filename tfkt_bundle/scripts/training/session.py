@@ -1,8 +1,9 @@
 """A training run from start to end as a user sees it: what it will replace, what it wrote, how to resume it.
 
 ``run_training`` is the ``run`` step of ``configs/train.json``. Before training it says which existing model the
-run will replace; after it, where every output went; on Ctrl-C (or SIGINT from a scheduler) it marks the MLflow run
-KILLED, prints the command that resumes it, and exits with status 130. A resumed run reuses the MLflow run name
+run will replace; after it, where every output went; on Ctrl-C (SIGINT) or SIGTERM it marks the MLflow run
+KILLED, prints the command that resumes it, and exits with status 130 (143 on SIGTERM, e.g. a scheduler's stop;
+SIGKILL leaves the last complete epoch's checkpoint, written atomically). A resumed run reuses the MLflow run name
 (:func:`scripts.training.tracking.run_name_for`), so MONAI's MLflow handler continues the same run.
 """
 
@@ -11,8 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import signal
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from ignite.engine import Engine, Events
@@ -61,22 +65,42 @@ def run_training(
     replaces = os.path.isfile(model_path)
     if replaces:
         logger.warning("%s exists: this run replaces it (pass --ckpt_path <another file> to keep it)", model_path)
-    interrupted = False
+    interrupted = None
     try:
-        trainer.run()
-    except KeyboardInterrupt:
-        interrupted = True
+        with _sigterm_as_interrupt():
+            trainer.run()
+    except KeyboardInterrupt as stop:
+        interrupted = stop
     except BaseException:
         _set_mlflow_status(mlflow_run, "FAILED")
         raise
-    if interrupted:
+    if interrupted is not None:
         # Outside the except block: a library that logs with exc_info meanwhile must not print the interrupt's trace.
         _set_mlflow_status(mlflow_run, "KILLED")
         epoch = trainer.state.epoch
         print(f"\ninterrupted in epoch {epoch}; the last complete epoch is saved in {last_ckpt}.", file=sys.stderr)
         print(f"resume with:\n  {resume_command()}", file=sys.stderr)
-        raise SystemExit(130)
+        raise SystemExit(143 if isinstance(interrupted, _Terminated) else 130)
     _print_outputs(trainer, evaluator, model_path, last_ckpt, run_dir, mlflow_run, replaces)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, ``kill``): handled like Ctrl-C, exit status 128 + 15."""
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def stop(signum, frame):
+        raise _Terminated()
+
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def resume_command(argv: list[str] | None = None) -> str:

@@ -1,0 +1,1 @@
+"""Transforms of the app's infer task."""
