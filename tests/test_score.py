@@ -302,3 +302,31 @@ def test_compare_without_positions_pairs_by_order_and_refuses_unequal_counts(tmp
     shorter = _write_series(tmp_path / "shorter", hu[:4], "no positions", None, positions=False)
     with pytest.raises(ValueError, match="cannot pair by order: before has 6 slices, after 4"):
         _compare(tmp_path / "b", before, shorter, tiny_checkpoint)
+
+
+def test_an_output_folder_that_cannot_be_written_fails_before_scoring(
+    tmp_path, study, tiny_checkpoint, monkeypatch, capsys
+):
+    import errno
+    import shutil
+
+    import scripts.score
+
+    (tmp_path / "file").write_text("")
+    argv = [str(study), "--checkpoint", str(tiny_checkpoint), "--network-preset", "hybrid_tiny"]
+    assert main([*argv, "--out", str(tmp_path / "file" / "out")]) == 2  # a file where a folder should be
+    assert capsys.readouterr().err.startswith(f"error: OSError: cannot write outputs to {tmp_path / 'file' / 'out'}")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(scripts.score.os, "fsync", full)
+    assert main([*argv, "--out", str(tmp_path / "full")]) == 2
+    assert "cannot write outputs to" in capsys.readouterr().err
+    monkeypatch.undo()
+    monkeypatch.setattr(
+        scripts.score.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20)
+    )
+    assert main([*argv, "--out", str(tmp_path / "almost_full")]) == 2
+    assert "only 1 MiB free (need 64)" in capsys.readouterr().err
+    assert not list((tmp_path / "almost_full").iterdir()), "nothing scored, nothing written"

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +37,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED, EXIT_NOTHING = 0, 1, 2, 3, 4
 EXIT_CODES = {
     EXIT_OK: "every input scored",
     EXIT_FAILED: "the run failed (one-line error; TFKT_DEBUG=1 for the traceback)",
-    EXIT_USAGE: "bad usage: an unknown option, an input or checkpoint that does not exist, no CUDA for --device cuda",
+    EXIT_USAGE: "bad usage or set-up: an unknown option, a missing input or checkpoint, an output folder that cannot "
+    "be written (read-only, full disk), no CUDA for --device cuda",
     EXIT_SKIPPED: "scored, but some inputs, files or slices were skipped (reasons in OUTDIR/skipped.csv)",
     EXIT_NOTHING: "nothing could be scored (reasons in OUTDIR/skipped.csv)",
 }
@@ -42,6 +46,7 @@ EXIT_CODES = {
 CONFIGS = BUNDLE_ROOT / "configs"
 DEFAULT_CHECKPOINT = BUNDLE_ROOT / "models" / "model.pt"
 DEFAULT_ONNX = BUNDLE_ROOT / "models" / "model.onnx"
+MIN_FREE_BYTES = 64 * 2**20  # a report page with thumbnails and per-series plots is a few MB per hundred series
 _MAKE_IT = {
     "torch": "make one with `make demo` or the training workflow (README: Workflows), or pass --checkpoint",
     "onnx": "export one (README: Export), or pass --checkpoint",
@@ -95,8 +100,25 @@ def _checked(args: argparse.Namespace, inputs: Sequence[str]) -> argparse.Namesp
 
         if not torch.cuda.is_available():
             raise ValueError("--device cuda: no CUDA device is visible to torch")
-    args.out.mkdir(parents=True, exist_ok=True)
+    _check_writable(args.out)
     return args
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before any scoring when the outputs could not be written: not a folder, read-only, or a full disk."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-") as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as err:
+        raise OSError(f"cannot write outputs to {out}: {err.strerror or err}") from None
+    free = shutil.disk_usage(out).free
+    if free < MIN_FREE_BYTES:
+        raise OSError(
+            f"cannot write outputs to {out}: only {free / 2**20:.0f} MiB free (need {MIN_FREE_BYTES / 2**20:.0f})"
+        )
 
 
 def _overrides(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> dict:
