@@ -150,6 +150,7 @@ def test_inference_copies_equal_train():
     assert inference["ckpt_path"] == train["model_path"]  # inference scores what fine-tuning writes
     assert set(inference["imports"]) <= set(train["imports"]) | {
         "$import scripts.clinical.exam_report",
+        "$import scripts.clinical.outputs",
         "$import scripts.ctio.slices",
         "$import scripts.data.stream",
     }

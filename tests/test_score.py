@@ -330,3 +330,35 @@ def test_an_output_folder_that_cannot_be_written_fails_before_scoring(
     assert main([*argv, "--out", str(tmp_path / "almost_full")]) == 2
     assert "only 1 MiB free (need 64)" in capsys.readouterr().err
     assert not list((tmp_path / "almost_full").iterdir()), "nothing scored, nothing written"
+
+
+def test_an_interrupted_run_resumes_without_reading_finished_series_again(
+    tmp_path, study, tiny_checkpoint, monkeypatch
+):
+    import scripts.clinical.exam_report as exam_report
+    import scripts.ctio.dicom as dicom
+
+    full = _score(tmp_path / "full", [study], tiny_checkpoint, expect=3)
+    write_series = exam_report.ExamReport._write_series
+
+    def interrupt_after_the_first_series(self, key, rows):
+        if self.written:
+            raise KeyboardInterrupt  # Ctrl-C while the second series is being written
+        write_series(self, key, rows)
+
+    monkeypatch.setattr(exam_report.ExamReport, "_write_series", interrupt_after_the_first_series)
+    cut = _score(tmp_path / "cut", [study], tiny_checkpoint, "--workers", "0", expect=130)
+    assert len(list(cut.glob("*/summary.json"))) == 1 and not (cut / "index.csv").exists()
+    monkeypatch.undo()
+    decoded = []
+    read = dicom.read_dicom_hu
+    monkeypatch.setattr(dicom, "read_dicom_hu", lambda path, frame=None: decoded.append(path) or read(path, frame))
+    _score(tmp_path / "cut", [study], tiny_checkpoint, "--workers", "0", "--resume", expect=3)
+    assert len(decoded) == (len(DOSES) - 1) * N_SLICES  # the finished series is not decoded again
+    resumed, expected = _csv(cut / "index.csv"), _csv(full / "index.csv")
+    assert sorted(r["folder"] for r in resumed) == sorted(r["folder"] for r in expected)
+    by_folder = {r["folder"]: r for r in expected}
+    for row in resumed:
+        assert float(row["mean"]) == pytest.approx(float(by_folder[row["folder"]]["mean"]), abs=1e-6)
+    assert [Path(r["path"]).name for r in _csv(cut / "skipped.csv")] == ["notes.txt"]
+    assert len(_images((cut / "report.html").read_text())) == len(DOSES) * (1 + 5) + 1

@@ -33,7 +33,7 @@ from scripts.utils.cli import report_error, root_cause
 
 __all__ = ["DEFAULT_CHECKPOINT", "DEFAULT_ONNX", "EXIT_CODES", "build_parser", "score", "main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED, EXIT_NOTHING = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_CODES = {
     EXIT_OK: "every input scored",
     EXIT_FAILED: "the run failed (one-line error; TFKT_DEBUG=1 for the traceback)",
@@ -41,6 +41,7 @@ EXIT_CODES = {
     "be written (read-only, full disk), no CUDA for --device cuda",
     EXIT_SKIPPED: "scored, but some inputs, files or slices were skipped (reasons in OUTDIR/skipped.csv)",
     EXIT_NOTHING: "nothing could be scored (reasons in OUTDIR/skipped.csv)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C): the series finished so far are kept; rerun with --resume",
 }
 
 CONFIGS = BUNDLE_ROOT / "configs"
@@ -78,6 +79,7 @@ def build_parser(compare: bool = False) -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1, help="processes decoding slices beside the network")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: the GPU if any")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="onnx: ONNX Runtime")
+    parser.add_argument("--resume", action="store_true", help="keep the series an interrupted run into --out finished")
     parser.add_argument("--verbose", action="store_true", help="log the workflow's progress (INFO)")
     parser.add_argument("--network-preset", help="network layout of the checkpoint (default: the config's)")
     if compare:
@@ -129,6 +131,7 @@ def _overrides(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> d
         "low_quality_threshold": args.threshold,
         "batch_size": args.batch_size,
         "num_workers": args.workers,
+        "resume": bool(getattr(args, "resume", False)),
         ("onnx_path" if args.backend == "onnx" else "ckpt_path"): str(args.checkpoint.resolve()),
     }
     if args.device != "auto":
@@ -184,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         skipped = _compare(args) if compare else score([Path(p) for p in inputs], args.out, args)[1]
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished series are kept in {args.out}; add --resume to score the rest", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as err:  # MONAI wraps what the workflow raises: look at the cause
         if not isinstance(root_cause(err), NothingScoredError):
             raise

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ignite.engine import Engine, Events
@@ -14,7 +15,7 @@ from ignite.engine import Engine, Events
 from scripts.ctio.window import DEFAULT_HU_WINDOW
 from scripts.utils.skips import SkipLog
 
-from .outputs import plot_dose_quality, write_index, write_series_outputs, write_table
+from .outputs import plot_dose_quality, read_table, write_index, write_series_outputs, write_table
 from .report_page import write_report_page
 from .summary import group_series, summarize_series
 
@@ -28,11 +29,12 @@ class NothingScoredError(ValueError):
 
 
 class ExamReport:
-    """At the end of a scoring run, write what a physicist looks at, from the rows a prediction report collected.
+    """Write what a physicist looks at, from the rows a prediction report collects, series by series.
 
-    In ``output_dir``: ``<series folder>/scores.csv``, ``summary.json`` and ``scores.png`` per series,
-    ``index.csv`` (one row per series), ``dose_quality.png`` (with three or more series that carry CTDIvol) and
-    ``report.html``. Attach it after the report (handlers run in the order they are attached).
+    Each series' folder (``scores.csv``, ``scores.png``, then ``summary.json``, which marks it finished) is written
+    as soon as all of its slices are scored, so an interrupted run keeps the series it finished; the rest when the
+    run ends. Then ``index.csv`` (one row per series), ``dose_quality.png`` (three or more series that carry
+    CTDIvol), ``skipped.csv`` and ``report.html``. Attach it after the report (handlers run in the order attached).
 
     Args:
         report: the run's :class:`scripts.evaluation.handlers.PredictionReport` (its ``rows`` are read).
@@ -42,6 +44,8 @@ class ExamReport:
         page: also write ``report.html`` (it reads the worst slices again for their thumbnails).
         skip_log: the run's :class:`scripts.utils.skips.SkipLog`; its items are written to ``skipped.csv`` (always,
             empty when nothing was skipped), counted on the console and listed in the page.
+        finished: summaries of series a previous run finished (:func:`scripts.clinical.outputs.finished_series`),
+            kept in the index and the page; the stream should not read them again.
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class ExamReport:
         hu_window: Sequence[float] = DEFAULT_HU_WINDOW,
         page: bool = True,
         skip_log: SkipLog | None = None,
+        finished: Mapping[str, dict] | None = None,
     ) -> None:
         self.report = report
         self.output_dir = Path(output_dir)
@@ -59,34 +64,61 @@ class ExamReport:
         self.hu_window = tuple(float(v) for v in hu_window)
         self.page = page
         self.skip_log = skip_log
+        self.previous = dict(finished or {})
+        self.written: dict[str, dict] = {}  # series finished in this run, by key
+        self.counts: dict[str, int] = {}  # slices scored so far, by series
         self.summaries: list[dict] = []
         self.skipped: list[tuple[str, str]] = []
 
     def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._write_finished)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def _write_finished(self, engine: Engine) -> None:
+        """Write the series whose planned slices (``series_slices``) have all been scored."""
+        for item in _batch_items(engine.state.batch):
+            key = str(item.get("series"))
+            self.counts[key] = self.counts.get(key, 0) + 1
+            planned = _planned(item)
+            if key not in self.written and planned is not None and self.counts[key] >= planned:
+                self._write_series(key, group_series([r for r in self.report.rows if str(r.get("series")) == key])[key])
+
+    def _reset(self, engine: Engine) -> None:
+        self.written, self.counts = {}, {}
+
+    def _write_series(self, key: str, rows: list[dict]) -> None:
+        (summary,) = summarize_series(rows, self.threshold)
+        write_series_outputs(self.output_dir, summary, rows)
+        self.written[key] = summary
 
     def __call__(self, engine: Engine) -> None:
         self.skipped = self._write_skipped()
-        if not self.report.rows:
+        if not self.report.rows and not self.previous:
             raise NothingScoredError(f"no slice was scored{self._skip_note()}")
-        groups = group_series(self.report.rows)
-        self.summaries = summarize_series(self.report.rows, self.threshold)
-        folders = [write_series_outputs(self.output_dir, s, groups[s["series"]]) for s in self.summaries]
+        for key, rows in group_series(self.report.rows).items():
+            if key not in self.written:  # slices skipped on decoding, image folders: finished only now
+                self._write_series(key, rows)
+        self.summaries = [*self.previous.values(), *self.written.values()]
         write_index(self.output_dir, self.summaries)
         dose = plot_dose_quality(self.summaries, self.output_dir / "dose_quality.png")
         if self.page:
-            plots = [folder / "scores.png" for folder in folders]
+            plots = [self.output_dir / s["folder"] / "scores.png" for s in self.summaries]
             write_report_page(
                 self.output_dir / "report.html", self.summaries, self.hu_window, plots, dose, self.skipped
             )
         print(format_series_table(self.summaries))
+        kept = f" ({len(self.previous)} series kept from the previous run)" if self.previous else ""
         written = "index.csv, report.html" if self.page else "index.csv"
-        print(f"wrote {self.output_dir}: {written} and one folder per series{self._skip_note()}")
+        print(f"wrote {self.output_dir}: {written} and one folder per series{kept}{self._skip_note()}")
 
     def _write_skipped(self) -> list[tuple[str, str]]:
         if self.skip_log is None:
             return []
-        skipped = self.skip_log.read()
+        earlier = (
+            [(r["path"], r["reason"]) for r in read_table(self.output_dir / "skipped.csv")] if self.previous else []
+        )
+        skipped = list(dict.fromkeys([*earlier, *self.skip_log.read()]))
         write_table(self.output_dir / "skipped.csv", SKIPPED_COLUMNS, [dict(zip(SKIPPED_COLUMNS, s)) for s in skipped])
         self.skip_log.discard()
         return skipped
@@ -96,6 +128,19 @@ class ExamReport:
             return ""
         first = "; ".join(f"{Path(p).name}: {r}" for p, r in self.skipped[:3])
         return f" ({len(self.skipped)} items skipped, reasons in {self.output_dir / 'skipped.csv'}: {first}...)"
+
+
+def _batch_items(batch) -> list[dict]:
+    """The decollated items of a batch (MONAI's evaluators hand handlers a list of dicts)."""
+    return list(batch) if isinstance(batch, (list, tuple)) else []
+
+
+def _planned(item: dict) -> int | None:
+    try:
+        planned = float(item.get("series_slices"))
+    except (TypeError, ValueError):
+        return None
+    return int(planned) if math.isfinite(planned) else None
 
 
 def format_series_table(summaries: Sequence[dict]) -> str:

@@ -4,6 +4,7 @@ the dose-quality plot. Every write is atomic, so an interrupted run never leaves
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ __all__ = [
     "write_series_outputs",
     "write_index",
     "write_table",
+    "read_table",
+    "finished_series",
     "plot_series_scores",
     "plot_dose_quality",
     "dose_points",
@@ -57,9 +60,19 @@ def write_series_outputs(out_dir: str | os.PathLike, summary: dict, rows: Sequen
     folder = Path(out_dir) / summary["folder"]
     table = [{**row, "file": row.get("source", ""), "score": float(row["prediction"])} for row in rows]
     write_table(folder / "scores.csv", SCORES_COLUMNS, table)
-    atomic_write_json(folder / "summary.json", summary)
     plot_series_scores(rows, summary, folder / "scores.png")
+    atomic_write_json(folder / "summary.json", summary)  # last: its presence marks the series finished
     return folder
+
+
+def finished_series(out_dir: str | os.PathLike) -> dict[str, dict]:
+    """Summaries of the series an earlier run into ``out_dir`` finished, by series key (for ``--resume``)."""
+    finished = {}
+    for path in sorted(Path(out_dir).glob("*/summary.json")):
+        summary = json.loads(path.read_text())
+        if (path.parent / "scores.csv").is_file() and (path.parent / "scores.png").is_file():
+            finished[summary["series"]] = summary
+    return finished
 
 
 def write_index(out_dir: str | os.PathLike, summaries: Sequence[dict]) -> Path:
@@ -75,6 +88,14 @@ def write_table(path: str | os.PathLike, columns: Sequence[str], rows: Sequence[
         writer.writeheader()
         writer.writerows({key: _cell(row.get(key)) for key in columns} for row in rows)
     return Path(path)
+
+
+def read_table(path: str | os.PathLike) -> list[dict]:
+    """The rows of a CSV written by :func:`write_table` (an absent file has none)."""
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 
 
 def _cell(value) -> str:

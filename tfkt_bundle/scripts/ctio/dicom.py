@@ -535,7 +535,8 @@ def iter_series_slices(
             share of the series for one of several parallel readers).
 
     Yields:
-        (slice, info): float32 (H, W) array and a dict with ``source``, ``frame``, ``slice_index``, ``z``,
+        (slice, info): float32 (H, W) array and a dict with ``source``, ``frame``, ``slice_index``,
+        ``series_slices`` (slices the series holds after header checks), ``z``,
         ``instance_number``, ``sop_instance_uid``, ``series_instance_uid``, ``study_instance_uid``,
         ``series_description``, ``pixel_spacing``, ``kind`` ("dicom"), ``is_hu`` (True: values are HU) and the
         :data:`ACQUISITION_FIELDS` the slice's header holds.
@@ -565,6 +566,7 @@ def _dicom_info(series: DicomSeries, item: DicomSlice, index: int) -> dict:
         "source": str(item.path),
         "frame": item.frame,
         "slice_index": index,
+        "series_slices": len(series.slices),
         "z": item.z,
         "instance_number": item.instance_number,
         "sop_instance_uid": item.sop_instance_uid,

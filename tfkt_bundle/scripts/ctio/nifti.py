@@ -30,8 +30,8 @@ def iter_nifti_slices(
 
     Yields:
         (slice, info): float32 (H, W) and a dict with ``source``, ``kind`` ("nifti"), ``slice_index`` (k in RAS
-        order), ``z`` (superior world coordinate of the slice centre in mm), ``pixel_spacing``
-        ((row, column) mm) and ``is_hu`` (True).
+        order), ``series_slices`` (slices in the volume), ``z`` (superior world coordinate of the slice centre in
+        mm), ``pixel_spacing`` ((row, column) mm) and ``is_hu`` (True).
 
     Note:
         ``.nii.gz`` is read forwards through one open gzip stream. A gzipped volume stored superior -> inferior
@@ -65,6 +65,7 @@ def iter_nifti_slices(
                 "kind": "nifti",
                 "source": str(path),
                 "slice_index": k,
+                "series_slices": count,
                 "z": float((canonical_affine @ [(n_x - 1) / 2, (n_y - 1) / 2, k, 1.0])[2]),
                 "pixel_spacing": (float(zooms[1]), float(zooms[0])),
                 "is_hu": True,

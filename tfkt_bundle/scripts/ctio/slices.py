@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +40,13 @@ SLICE_ID_KEYS = (
     "sop_instance_uid",
     "instance_number",
     "slice_index",
+    "series_slices",
     "z",
 )
 # What the series was acquired and reconstructed with (DICOM only but pixel spacing; empty or NaN elsewhere).
 ACQUISITION_KEYS = ("series_description", "pixel_spacing", *ACQUISITION_FIELDS)
 SLICE_KEYS = SLICE_ID_KEYS + ACQUISITION_KEYS
-_NUMERIC_KEYS = ("frame", "instance_number", "slice_index", "z", *NUMERIC_ACQUISITION_FIELDS)
+_NUMERIC_KEYS = ("frame", "instance_number", "slice_index", "series_slices", "z", *NUMERIC_ACQUISITION_FIELDS)
 
 Inputs = str | os.PathLike | Sequence[str | os.PathLike]
 
@@ -55,6 +56,7 @@ def iter_ct_slices(
     hu_window: Sequence[float] | None = None,
     skipped: list[Skip] | None = None,
     shard: tuple[int, int] = (0, 1),
+    exclude_series: Collection[str] = (),
 ) -> Iterator[tuple[np.ndarray, dict]]:
     """Yield ``(slice, info)`` for every slice of one or several CT inputs, one slice in memory at a time.
 
@@ -71,6 +73,8 @@ def iter_ct_slices(
             is skipped with its reason instead of stopping the stream.
         shard: (k, n): decode and yield only the k-th of n disjoint shares of the slices, so that n parallel readers
             (DataLoader workers) together yield every slice once. Headers are still read by each reader.
+        exclude_series: series keys (``slice_identity(info)["series"]``) not to read at all, e.g. those a resumed
+            run has finished; their slices are neither decoded nor yielded.
 
     Yields:
         (slice, info): float32 (H, W); ``info["is_hu"]`` says whether the values are HU (True) or in [0, 1] (False);
@@ -88,7 +92,7 @@ def iter_ct_slices(
             raise FileNotFoundError(f"{path} does not exist")
         for source in listed_inputs(path):
             try:
-                for array, info in _source_slices(source, skipped, shard, ordinals):
+                for array, info in _source_slices(source, skipped, shard, ordinals, set(exclude_series)):
                     if hu_window is not None and info["is_hu"]:
                         array, info = apply_hu_window(array, hu_window), {**info, "is_hu": False}
                     yield array, info
@@ -99,10 +103,12 @@ def iter_ct_slices(
 
 
 def _source_slices(
-    source: Path, skipped: list[Skip] | None, shard: tuple[int, int], ordinals: Iterator[int]
+    source: Path, skipped: list[Skip] | None, shard: tuple[int, int], ordinals: Iterator[int], exclude: set[str]
 ) -> Iterator[tuple[np.ndarray, dict]]:
     share, shares = shard
-    for unit in _source_units(source, skipped, log=share == 0):
+    for key, unit in _source_units(source, skipped, log=share == 0):
+        if key in exclude:
+            continue
         first = next(ordinals)
         keep = None if shares == 1 else (lambda k, first=first: (first + k) % shares == share)
         for array, info in unit(keep):
@@ -136,15 +142,17 @@ def read_ct_slice(source: str | os.PathLike, slice_index: int = 0, frame: int | 
 Unit = Callable[[Callable[[int], bool] | None], Iterator[tuple[np.ndarray, dict]]]
 
 
-def _source_units(source: Path, skipped: list[Skip] | None, log: bool) -> Iterator[Unit]:
+def _source_units(source: Path, skipped: list[Skip] | None, log: bool) -> Iterator[tuple[str, Unit]]:
+    """(series key, unit) pairs; the key is the one :func:`slice_identity` gives the unit's slices."""
     kind = file_kind(source) if source.is_file() else "dicom"
     if kind == "nifti":
-        yield lambda keep: iter_nifti_slices(source, keep)
+        yield str(source), lambda keep: iter_nifti_slices(source, keep)
     elif kind == "image":
-        yield lambda keep: _image_slice(source) if keep is None or keep(0) else iter(())
+        yield str(source.parent), lambda keep: _image_slice(source) if keep is None or keep(0) else iter(())
     else:
         for series in _dicom_series(source, skipped, log):
-            yield lambda keep, series=series: iter_series_slices(series, skipped, keep)
+            key = series.series_instance_uid or str(series.slices[0].path.parent)
+            yield key, lambda keep, series=series: iter_series_slices(series, skipped, keep)
 
 
 def _image_slice(source: Path) -> Iterator[tuple[np.ndarray, dict]]:

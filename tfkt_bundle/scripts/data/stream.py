@@ -6,7 +6,7 @@ NIfTI, [0, 1] for image files); the workflow's ``preprocessing`` windows and sha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -29,6 +29,7 @@ class SliceStream(torch.utils.data.IterableDataset):
         batch_size: if given, yield lists of up to this many items of one image size (a new size starts a new
             list), for a DataLoader with ``batch_size=None`` and a list collate: series of different matrix sizes
             then batch without padding, which would change their scores.
+        exclude_series: series keys not to read (a resumed run's finished series).
     """
 
     def __init__(
@@ -37,6 +38,7 @@ class SliceStream(torch.utils.data.IterableDataset):
         transform: Callable[[dict], dict] | None = None,
         skip_log: SkipLog | None = None,
         batch_size: int | None = None,
+        exclude_series: Sequence[str] = (),
     ) -> None:
         super().__init__()
         if batch_size is not None and batch_size < 1:
@@ -45,6 +47,7 @@ class SliceStream(torch.utils.data.IterableDataset):
         self.transform = transform
         self.skip_log = skip_log
         self.batch_size = batch_size
+        self.exclude_series = tuple(exclude_series)
 
     def __iter__(self) -> Iterator[dict] | Iterator[list[dict]]:
         items = self._items()
@@ -55,7 +58,9 @@ class SliceStream(torch.utils.data.IterableDataset):
         worker = torch.utils.data.get_worker_info()
         shard = (0, 1) if worker is None else (worker.id, worker.num_workers)
         skipped: list = [] if self.skip_log is not None else None
-        for index, (array, info) in enumerate(iter_ct_slices(self.inputs, skipped=skipped, shard=shard)):
+        for index, (array, info) in enumerate(
+            iter_ct_slices(self.inputs, skipped=skipped, shard=shard, exclude_series=self.exclude_series)
+        ):
             self._flush(skipped)
             item = {"image": array, "is_hu": bool(info["is_hu"]), **slice_identity(info, index)}
             yield self.transform(item) if self.transform is not None else item
