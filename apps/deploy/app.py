@@ -6,6 +6,9 @@ DICOM loader -> CT series selector -> per-slice scoring with the bundle -> ``tfk
 Comprehensive SR per series. The SDK's argument parser takes only -i/-o/-m/-w/-l, so the rest comes from environment
 variables: TFKT_CHECKPOINT (weights; else -m; else the bundle's models/model.pt), TFKT_NETWORK_PRESET (default: the
 bundle config's), TFKT_THRESHOLD (flag slices scored below it, default 2.0), TFKT_DEVICE (auto, cpu or cuda).
+
+Exit status, as tfkt-score's: 0 scored; 4 nothing to score (no DICOM study, or no CT series in it); 2 the input
+folder does not exist; 1 any other failure. Expected failures are one line (TFKT_DEBUG=1 for the traceback).
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ import atexit
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 from holoscan.conditions import CountCondition
 from monai.deploy.core import AppContext, Application
+from monai.deploy.exceptions import ItemNotExistsError
 from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOperator
 from monai.deploy.operators.dicom_series_selector_operator import DICOMSeriesSelectorOperator
-from tfkt_operators import QualitySRWriterOperator, ScoringSettings, SeriesScoreOperator
+from tfkt_operators import NothingToScoreError, QualitySRWriterOperator, ScoringSettings, SeriesScoreOperator
 from tfkt_scoring import BUNDLE_ROOT
 from tfkt_uids import PreparedInput, prepare_input
 
@@ -90,5 +95,29 @@ class TfktQualityApp(Application):
         self.add_flow(scorer, writer, {("scores", "scores")})
 
 
+EXIT_FAILED, EXIT_USAGE, EXIT_NOTHING = 1, 2, 4
+
+
+def main() -> int:
+    """Run the app on ``sys.argv``; expected failures end in one line and an exit status (module docstring)."""
+    from scripts.utils.cli import DEBUG_ENV, root_cause  # importable once tfkt_scoring has found the bundle
+
+    argv = sys.argv
+    flag = next((f for f in ("-i", "--input") if f in argv[:-1]), None)
+    given = argv[argv.index(flag) + 1] if flag else None
+    if given is not None and not Path(given).exists():
+        print(f"error: input folder {given} does not exist", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        TfktQualityApp().run()
+    except Exception as err:  # holoscan re-raises what an operator raised
+        cause = root_cause(err)
+        if os.environ.get(DEBUG_ENV) or not isinstance(cause, (NothingToScoreError, ItemNotExistsError, OSError)):
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        return EXIT_FAILED if isinstance(cause, OSError) else EXIT_NOTHING
+    return 0
+
+
 if __name__ == "__main__":
-    TfktQualityApp().run()
+    sys.exit(main())

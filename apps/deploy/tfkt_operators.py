@@ -14,10 +14,14 @@ from tfkt_scoring import BundleScorer, find_bundle_series, series_result
 from tfkt_sr import build_quality_sr, summary_text
 from tfkt_uids import PreparedInput
 
-__all__ = ["SCORES_JSON", "ScoringSettings", "SeriesScoreOperator", "QualitySRWriterOperator"]
+__all__ = ["SCORES_JSON", "NothingToScoreError", "ScoringSettings", "SeriesScoreOperator", "QualitySRWriterOperator"]
 
 LOGGER = logging.getLogger(__name__)
 SCORES_JSON = "tfkt_scores.json"
+
+
+class NothingToScoreError(ValueError):
+    """The input holds no CT series to score."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ class SeriesScoreOperator(Operator):
     def compute(self, op_input, op_output, context) -> None:
         selected = _selected_series(op_input.receive("study_selected_series_list") or [])
         if not selected:
-            raise ValueError("no CT series selected: the input holds no DICOM series with Modality CT")
+            raise NothingToScoreError("no CT series selected: the input holds no DICOM series with Modality CT")
         results = [self._score(series) for series in selected]
         scores = {"settings": self._settings_json(), "series": results}
         self.output_folder.mkdir(parents=True, exist_ok=True)

@@ -12,10 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 
-from conftest import APP_DIR, N_SLICES, REPO_ROOT
+from conftest import APP_DIR, N_SLICES, REPO_ROOT, write_slice
 
 # The reference scorer lives in the core venv (`make venv`; `make test-deploy` builds it first).
 TFKT_SCORE = Path(os.environ.get("TFKT_SCORE_COMMAND", REPO_ROOT / ".venv" / "bin" / "tfkt-score"))
@@ -155,3 +156,22 @@ def test_shared_j2k_series_scores_equal_tfkt_score(tmp_path, shared_series, tiny
     (mean,) = sr_numbers(sr, "IQA-SERIES-MEAN")
     assert float(mean.MeasuredValueSequence[0].NumericValue) == pytest.approx(series["mean"], abs=1e-6)
     assert "derived by this app" in sr.ContentSequence[0].TextValue
+
+
+@pytest.mark.parametrize("case", ["empty folder", "MR only", "absent"])
+def test_nothing_to_score_ends_in_one_line_and_its_exit_status(tmp_path, tiny_checkpoint, case):
+    inputs = tmp_path / "in"
+    if case != "absent":
+        inputs.mkdir()
+    if case == "MR only":
+        write_slice(inputs / "mr.dcm", np.zeros((8, 8)), series_uid="1.2.3", instance=1, z=0.0, modality="MR")
+    env = {**os.environ, "TFKT_CHECKPOINT": str(tiny_checkpoint), "TFKT_NETWORK_PRESET": "hybrid_tiny"}
+    command = [sys.executable, str(APP_DIR / "app.py"), "-i", str(inputs), "-o", str(tmp_path / "out")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, preexec_fn=_big_stack)
+    expected = {
+        "empty folder": (4, f"error: No study loaded from path {inputs}."),
+        "MR only": (4, "error: no CT series selected: the input holds no DICOM series with Modality CT"),
+        "absent": (2, f"error: input folder {inputs} does not exist"),
+    }[case]
+    assert (done.returncode, done.stderr.strip().splitlines()[-1]) == expected
+    assert "Traceback" not in done.stderr
