@@ -24,6 +24,7 @@ from scripts.score import main
 
 from conftest import BUNDLE_ROOT
 from dicom_helpers import write_ct_slice
+from model_helpers import noise_scorer_checkpoint
 
 TFKT_SCORE = Path(sys.executable).parent / "tfkt-score"  # installed by `make venv` (pip install -e .)
 DOSES = {"low dose": 2.5, "mid dose": 10.0, "full dose": 20.0}  # CTDIvol (mGy) per series
@@ -33,20 +34,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """The tiny network taught for a second to score noise down, so that scores differ between slices."""
-    torch.manual_seed(0)
-    network, rng = create_network("hybrid_tiny"), np.random.default_rng(0)
-    optimizer = torch.optim.Adam(network.parameters(), 3e-3)
-    for _ in range(60):
-        sd = rng.uniform(0, 0.2, 8)
-        noisy = np.clip(0.5 + rng.normal(0, 1, (8, 1, SIZE, SIZE)) * sd[:, None, None, None], 0, 1)
-        loss = torch.nn.functional.mse_loss(network(torch.from_numpy(noisy).float()).ravel(), torch.tensor(4 - 20 * sd))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    torch.save(network.state_dict(), path)
-    return path
+    return noise_scorer_checkpoint(tmp_path_factory.mktemp("model") / "model.pt", SIZE)
 
 
 def _phantom_hu(rng, noise_sd: float) -> np.ndarray:

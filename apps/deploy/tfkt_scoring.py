@@ -22,6 +22,7 @@ from tfkt_bundle_path import BUNDLE_ROOT  # first: it makes `scripts` importable
 from scripts.clinical.summary import summarize_series
 from scripts.ctio.dicom import DicomSeries, find_dicom_series, iter_series_slices
 from scripts.ctio.slices import slice_identity
+from scripts.nets.weights import load_state_dict_file
 
 __all__ = ["BUNDLE_ROOT", "BundleScorer", "find_bundle_series", "series_result"]
 
@@ -53,7 +54,7 @@ class BundleScorer:
             parser["network_preset"] = network_preset
         torch_device = _device(device)
         network = parser.get_parsed_content("network_def").to(torch_device)
-        _load_weights(network, checkpoint, torch_device)
+        _load_weights(network, checkpoint)
         network.eval()
         return cls(
             parser.get_parsed_content("preprocessing"), network, parser.get_parsed_content("inferer"), torch_device
@@ -96,12 +97,11 @@ def _device(device: str) -> torch.device:
     return torch.device("cuda:0" if device == "cuda" else device)
 
 
-def _load_weights(network: torch.nn.Module, checkpoint: Path, device: torch.device) -> None:
-    """As the workflow's ``CheckpointLoader(load_dict={"model": network})``: plain state dict or ``{"model": ...}``."""
+def _load_weights(network: torch.nn.Module, checkpoint: Path) -> None:
+    """A plain state dict or a checkpoint wrapping one (the bundle's own reader: tensors only, weights_only)."""
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist (set TFKT_CHECKPOINT or pass -m)")
-    state = torch.load(checkpoint, map_location=device, weights_only=True)
-    network.load_state_dict(state.get("model", state), strict=True)
+    network.load_state_dict(load_state_dict_file(checkpoint), strict=True)
 
 
 def find_bundle_series(files: Sequence[Path], series_instance_uid: str) -> DicomSeries:

@@ -26,8 +26,6 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from scripts.clinical.compare import compare_scores, format_comparison, pair_slices, write_comparison
-from scripts.clinical.exam_report import NothingScoredError
 from scripts.command import BUNDLE_ROOT
 from scripts.utils.cli import report_error, root_cause
 
@@ -131,7 +129,7 @@ def _overrides(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> d
         "low_quality_threshold": args.threshold,
         "batch_size": args.batch_size,
         "num_workers": args.workers,
-        "resume": bool(getattr(args, "resume", False)),
+        "resume": args.resume,
         ("onnx_path" if args.backend == "onnx" else "ckpt_path"): str(args.checkpoint.resolve()),
     }
     if args.device != "auto":
@@ -163,6 +161,8 @@ def score(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> tuple[
 
 
 def _compare(args: argparse.Namespace) -> list[tuple[str, str]]:
+    from scripts.clinical.compare import compare_scores, format_comparison, pair_slices, write_comparison
+
     before, skipped_before = score([Path(args.before)], args.out / "before", args)
     after, skipped_after = score([Path(args.after)], args.out / "after", args)
     pairing = pair_slices(before, after)
@@ -191,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\ninterrupted: finished series are kept in {args.out}; add --resume to score the rest", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as err:  # MONAI wraps what the workflow raises: look at the cause
+        from scripts.clinical.exam_report import NothingScoredError  # loaded by the workflow already
+
         if not isinstance(root_cause(err), NothingScoredError):
             raise
         print(f"error: {root_cause(err)}", file=sys.stderr)

@@ -3,62 +3,38 @@ series with files that are not CT beside it, and the optional shared J2K series.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
-import torch
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-from scripts.nets.networks import create_network
+from pydicom.uid import generate_uid
 
 APP_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = APP_DIR.parents[1]
 SHARED_SERIES = REPO_ROOT.parent / "shared" / "data" / "ct_series_abdomen"
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 SIZE, N_SLICES = 64, 6
+
+sys.path.insert(0, str(REPO_ROOT / "tests"))  # the repository's test helpers serve the app's tests too
+from dicom_helpers import write_ct_slice  # noqa: E402
+from model_helpers import noise_scorer_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """The tiny network taught for a second to score noise down (as tests/test_score.py), so scores vary."""
-    torch.manual_seed(0)
-    network, rng = create_network("hybrid_tiny"), np.random.default_rng(0)
-    optimizer = torch.optim.Adam(network.parameters(), 3e-3)
-    for _ in range(60):
-        sd = rng.uniform(0, 0.2, 8)
-        noisy = np.clip(0.5 + rng.normal(0, 1, (8, 1, SIZE, SIZE)) * sd[:, None, None, None], 0, 1)
-        loss = torch.nn.functional.mse_loss(network(torch.from_numpy(noisy).float()).ravel(), torch.tensor(4 - 20 * sd))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    torch.save(network.state_dict(), path)
-    return path
+    """The tiny network taught for a second to score noise down (tests/model_helpers.py), so scores vary."""
+    return noise_scorer_checkpoint(tmp_path_factory.mktemp("model") / "model.pt", SIZE)
 
 
 def write_slice(path: Path, hu: np.ndarray, *, series_uid: str, instance: int, z: float, modality: str = "CT") -> str:
-    """An uncompressed single-frame slice as the repo's tests write them (tests/dicom_helpers.py); its SOP UID."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE if modality == "CT" else MR_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.PatientID, ds.PatientName = modality, "TFKT-TEST", "Test^Phantom"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SeriesNumber = "1.2.3.4", series_uid, 3 if modality == "CT" else 4
-    ds.SeriesDescription, ds.InstanceNumber = f"synthetic {modality}", instance
-    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, z], [1, 0, 0, 0, 1, 0]
-    ds.PixelSpacing, ds.Rows, ds.Columns = [0.5, 0.5], *hu.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
-    ds.PixelData = np.clip(np.round(hu) + 1024, 0, 4095).astype("<i2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return str(ds.SOPInstanceUID)
+    """An uncompressed slice of HU values by the repository's writer (tests/dicom_helpers.py); its SOP UID."""
+    extra = {"PatientID": "TFKT-TEST", "PatientName": "Test^Phantom", "SeriesNumber": 3 if modality == "CT" else 4}
+    write_ct_slice(
+        path, np.clip(np.round(hu) + 1024, 0, 4095), series_uid=series_uid, instance=instance, position=(0.0, 0.0, z),
+        modality=modality, description=f"synthetic {modality}", extra=extra,
+    )  # fmt: skip
+    return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
 
 
 @pytest.fixture(scope="session")

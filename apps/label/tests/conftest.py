@@ -10,9 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-
-from scripts.nets.networks import create_network
 
 APP_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = APP_DIR.parents[1]
@@ -20,26 +17,18 @@ TINY_PRESET = "hybrid_tiny"
 SIZE, N_SLICES = 64, 5
 
 pytest.importorskip("monailabel", reason="monailabel is not installed here: run `make test-label` (.venv-label)")
-# As MONAI Label itself does when it loads the app: main.py and lib/ import from the app folder.
+# As MONAI Label itself does when it loads the app: main.py and lib/ import from the app folder. The repository's
+# test helpers (tests/model_helpers.py) serve these tests too.
 sys.path.insert(0, str(APP_DIR))
+sys.path.insert(1, str(REPO_ROOT / "tests"))
+
+from model_helpers import noise_scorer_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """The tiny network taught for a second to score noise down, so that scores differ between slices."""
-    torch.manual_seed(0)
-    network, rng = create_network(TINY_PRESET), np.random.default_rng(0)
-    optimizer = torch.optim.Adam(network.parameters(), 3e-3)
-    for _ in range(60):
-        sd = rng.uniform(0, 0.2, 8)
-        noisy = np.clip(0.5 + rng.normal(0, 1, (8, 1, SIZE, SIZE)) * sd[:, None, None, None], 0, 1)
-        loss = torch.nn.functional.mse_loss(network(torch.from_numpy(noisy).float()).ravel(), torch.tensor(4 - 20 * sd))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    torch.save(network.state_dict(), path)
-    return path
+    return noise_scorer_checkpoint(tmp_path_factory.mktemp("model") / "model.pt", SIZE, TINY_PRESET)
 
 
 def phantom_hu(rng: np.random.Generator, noise_sd: float) -> np.ndarray:

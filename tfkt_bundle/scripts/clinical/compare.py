@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from scripts.utils.atomic import atomic_path, atomic_write_json
+from scripts.utils.atomic import atomic_path, atomic_save_png, atomic_write_json
 from scripts.utils.scores import SCORE_RANGE
 
 __all__ = ["Pairing", "pair_slices", "compare_scores", "write_comparison", "format_comparison"]
@@ -282,9 +282,7 @@ def _plot(path: Path, pairing: Pairing, result: Mapping[str, Any]) -> Path:
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")  # explicit format: the temporary name does not end in .png
-    return path
+    return atomic_save_png(fig, path)
 
 
 def write_comparison(out_dir: str | os.PathLike, pairing: Pairing, result: Mapping[str, Any]) -> dict[str, Path]:

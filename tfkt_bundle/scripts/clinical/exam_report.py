@@ -6,13 +6,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ignite.engine import Engine, Events
 
 from scripts.ctio.window import DEFAULT_HU_WINDOW
+from scripts.utils.numbers import finite_float
 from scripts.utils.skips import SkipLog
 
 from .outputs import plot_dose_quality, read_table, write_index, write_series_outputs, write_table
@@ -136,11 +136,8 @@ def _batch_items(batch) -> list[dict]:
 
 
 def _planned(item: dict) -> int | None:
-    try:
-        planned = float(item.get("series_slices"))
-    except (TypeError, ValueError):
-        return None
-    return int(planned) if math.isfinite(planned) else None
+    planned = finite_float(item.get("series_slices"))
+    return None if planned is None else int(planned)
 
 
 def format_series_table(summaries: Sequence[dict]) -> str:

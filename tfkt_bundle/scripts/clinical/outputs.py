@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from scripts.ctio.slices import ACQUISITION_KEYS
-from scripts.utils.atomic import atomic_path, atomic_write_json
+from scripts.utils.atomic import atomic_path, atomic_save_png, atomic_write_json
 from scripts.utils.scores import SCORE_RANGE
 
 __all__ = [
@@ -142,7 +142,7 @@ def plot_series_scores(rows: Sequence[dict], summary: dict, path: str | os.PathL
     ax.legend(loc="lower right", fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return atomic_save_png(fig, path)
 
 
 def dose_points(summaries: Sequence[dict]) -> list[tuple[float, float, str]]:
@@ -171,10 +171,4 @@ def plot_dose_quality(summaries: Sequence[dict], path: str | os.PathLike) -> Pat
     ax.set_title(f"Dose and quality ({len(points)} series)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
-
-
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")  # explicit format: the temporary name does not end in .png
-    return Path(path)
+    return atomic_save_png(fig, path)

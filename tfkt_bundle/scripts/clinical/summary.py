@@ -16,6 +16,7 @@ import numpy as np
 
 from scripts.ctio.kinds import natural_key
 from scripts.ctio.slices import ACQUISITION_KEYS
+from scripts.utils.numbers import finite_float
 
 __all__ = ["SLICE_REF_KEYS", "group_series", "summarize_series", "series_folder"]
 
@@ -35,7 +36,7 @@ def group_series(rows: Sequence[dict]) -> dict[str, list[dict]]:
 
 
 def _slice_order(row: dict) -> tuple:
-    index = _number(row.get("slice_index"))
+    index = finite_float(row.get("slice_index"))
     return (index if index is not None else math.inf, natural_key(str(row.get("name", ""))))
 
 
@@ -86,21 +87,13 @@ def _acquisition(rows: list[dict]) -> dict:
     out = {}
     for key in ACQUISITION_KEYS:
         if key in _AVERAGED:
-            values = [v for v in (_number(r.get(key)) for r in rows) if v is not None]
+            values = [v for v in (finite_float(r.get(key)) for r in rows) if v is not None]
             value = float(np.mean(values)) if values else None
         else:
             value = _plain(rows[0].get(key))
         if value not in (None, ""):
             out[key] = value
     return out
-
-
-def _number(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _plain(value):

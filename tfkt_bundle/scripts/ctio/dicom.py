@@ -30,6 +30,8 @@ from pydicom.pixels import apply_modality_lut, get_decoder, pixel_array
 from pydicom.tag import Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from scripts.utils.numbers import finite_float
+
 from .kinds import natural_key
 
 __all__ = [
@@ -319,20 +321,12 @@ def _acquisition(header: Dataset, frame: int | None) -> tuple[tuple[str, float |
         if value is None or value == "":
             continue
         if key in NUMERIC_ACQUISITION_FIELDS:
-            number = _as_float(value)
+            number = finite_float(value)
             if number is not None:
                 found.append((key, number))
         else:
             found.append((key, "\\".join(str(v) for v in _multi(value))))
     return tuple(found)
-
-
-def _as_float(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _as_int(value) -> int | None:

@@ -146,16 +146,18 @@ def _source_units(source: Path, skipped: list[Skip] | None, log: bool) -> Iterat
     """(series key, unit) pairs; the key is the one :func:`slice_identity` gives the unit's slices."""
     kind = file_kind(source) if source.is_file() else "dicom"
     if kind == "nifti":
-        yield str(source), lambda keep: iter_nifti_slices(source, keep)
+        yield _series_key({"kind": kind, "source": source}), lambda keep: iter_nifti_slices(source, keep)
     elif kind == "image":
-        yield str(source.parent), lambda keep: _image_slice(source) if keep is None or keep(0) else iter(())
+        yield _series_key({"kind": kind, "source": source}), lambda keep: _image_slice(source, keep)
     else:
         for series in _dicom_series(source, skipped, log):
-            key = series.series_instance_uid or str(series.slices[0].path.parent)
-            yield key, lambda keep, series=series: iter_series_slices(series, skipped, keep)
+            first = {"kind": kind, "source": series.slices[0].path, "series_instance_uid": series.series_instance_uid}
+            yield _series_key(first), lambda keep, series=series: iter_series_slices(series, skipped, keep)
 
 
-def _image_slice(source: Path) -> Iterator[tuple[np.ndarray, dict]]:
+def _image_slice(source: Path, keep: Callable[[int], bool] | None) -> Iterator[tuple[np.ndarray, dict]]:
+    if keep is not None and not keep(0):
+        return
     array = read_image_file(source, grayscale_only=True)
     yield array, {"kind": "image", "source": str(source), "slice_index": 0, "is_hu": False}
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from scripts.utils.atomic import atomic_path, atomic_write_json
+from scripts.utils.atomic import atomic_path, atomic_save_png, atomic_write_json
 
 from .metrics import logistic_fit, point_metrics, summarize
 
@@ -164,9 +164,7 @@ def plot_scatter(
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")  # explicit format: the temporary name does not end in .png
-    return Path(path)
+    return atomic_save_png(fig, path)
 
 
 # ----------------------------------------------------------------------------------------------------------------

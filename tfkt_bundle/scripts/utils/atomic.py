@@ -49,3 +49,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
     """Write ``obj`` as JSON to ``path`` atomically and return the path."""
     return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def atomic_save_png(figure, path: str | os.PathLike) -> Path:
+    """Save a matplotlib ``Figure`` as PNG to ``path`` atomically and return the path."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")  # explicit format: the temporary name does not end in .png
+    return Path(path)

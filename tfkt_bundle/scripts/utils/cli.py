@@ -22,8 +22,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from monai.bundle import ConfigParser
-
 __all__ = [
     "is_bundle_runner",
     "split_flags",
@@ -106,6 +104,8 @@ def config_ids(config_files: str | Sequence[str]) -> set[str]:
             name = f"{prefix}#{key}" if prefix else str(key)
             ids.add(name)
             walk(item, name)
+
+    from monai.bundle import ConfigParser  # imported here: --help and usage errors of the commands stay instant
 
     walk(ConfigParser.load_config_files(files), "")
     return ids
