@@ -10,10 +10,12 @@ PYTEST_ARGS ?=
 # The MONAI Deploy and MONAI Label apps, each in its own environment (.venv-deploy, .venv-label).
 include apps/deploy/deploy.mk apps/label/label.mk
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-export.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-export.txt requirements-scale.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	# The optional extra 'scale' (tfkt-score --engine ray), so its tests run in CI too.
+	$(PY) -m pip install --quiet -r requirements-scale.txt
 	# The bundle's package, editable, and its commands (tfkt-bundle); setuptools comes with torch.
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pydicom
@@ -73,8 +74,8 @@ def build_study(datasets, out: Path, n_series: int) -> int:
     return n_series * len(datasets)
 
 
-def score(inputs: Path, out: Path, checkpoint: Path, preset: str | None) -> dict:
-    command = [str(Path(sys.executable).parent / "tfkt-score"), str(inputs), "--out", str(out)]
+def score(inputs: Path, out: Path, checkpoint: Path, preset: str | None, options: Sequence[str] = ()) -> dict:
+    command = [str(Path(sys.executable).parent / "tfkt-score"), str(inputs), "--out", str(out), *options]
     command += ["--checkpoint", str(checkpoint)] + (["--network-preset", preset] if preset else [])
     log = out.parent / f"{out.name}.log"
     start = time.perf_counter()

@@ -12,7 +12,8 @@ from conftest import BUNDLE_ROOT
 SCRIPTS = BUNDLE_ROOT / "scripts"
 # Bottom to top: a module may import from its own layer and the layers before it.
 LAYERS = (
-    "utils", "ctio", "synthesis", "data", "nets", "evaluation", "training", "clinical", "demo", "command", "score",
+    "utils", "ctio", "synthesis", "data", "nets", "evaluation", "training", "clinical", "demo", "command", "scale",
+    "score",
 )  # fmt: skip
 
 

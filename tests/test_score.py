@@ -146,11 +146,18 @@ def test_dose_view_needs_three_series_with_ctdivol(tmp_path, study, tiny_checkpo
     assert len(_images((out / "report.html").read_text())) == 2 * (1 + 5)
 
 
-def test_same_scores_as_the_inference_workflow(tmp_path, study, tiny_checkpoint):
-    out = _score(tmp_path / "score", [study], tiny_checkpoint, "--batch-size", "4", "--workers", "2", expect=3)
+@pytest.mark.parametrize(
+    "backend, configs",
+    [("torch", "configs/inference.json"), ("openvino", "['configs/inference.json','configs/inference_openvino.json']")],
+)
+def test_same_scores_as_the_inference_workflow(tmp_path, study, tiny_checkpoint, backend, configs):
+    if backend == "openvino":
+        pytest.importorskip("openvino", reason="the OpenVINO backend is the optional 'export' extra")
+    flags = ("--batch-size", "4", "--workers", "2", "--backend", backend)
+    out = _score(tmp_path / "score", [study], tiny_checkpoint, *flags, expect=3)
     workflow_out = tmp_path / "workflow"
     command = [
-        sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
+        sys.executable, "-m", "monai.bundle", "run", "--config_file", configs,
         "--dataset_dir", str(study), "--output_dir", str(workflow_out), "--ckpt_path", str(tiny_checkpoint),
         "--network_preset", "hybrid_tiny",
     ]  # fmt: skip
@@ -228,7 +235,7 @@ def test_onnx_backend_gives_the_torch_scores(tmp_path, study, tiny_checkpoint):
         network.eval(), (torch.rand(2, 1, SIZE, SIZE),), str(onnx), input_names=["image"], output_names=["pred"],
         dynamic_axes={"image": [0, 2, 3], "pred": [0]}, dynamo=True,
     )  # fmt: skip
-    eager = _score(tmp_path / "torch", [study / "low_dose"], tiny_checkpoint)
+    eager = _score(tmp_path / "torch", [study / "low_dose"], tiny_checkpoint, "--backend", "torch")
     exported = _score(tmp_path / "onnx", [study / "low_dose"], onnx, "--backend", "onnx", "--batch-size", "3")
     (row,) = _csv(eager / "index.csv")
     a = [float(r["score"]) for r in _csv(eager / row["folder"] / "scores.csv")]

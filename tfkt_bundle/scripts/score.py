@@ -2,6 +2,7 @@
 
     tfkt-score INPUT... --out OUTDIR [--checkpoint PATH] [--threshold 2.0] [--batch-size N] [--device cpu|cuda]
     tfkt-score compare BEFORE AFTER --out OUTDIR [same options]
+    tfkt-score INPUT... --out OUTDIR --engine ray [--address auto|HOST:PORT]   (an archive, on Ray: extra 'scale')
 
 INPUT: DICOM folders (searched recursively: any number of studies and series, other files skipped with a reason),
 DICOM files, NIfTI volumes, 2-D image files or folders of them. It runs the bundle's own inference workflow
@@ -46,8 +47,11 @@ CONFIGS = BUNDLE_ROOT / "configs"
 DEFAULT_CHECKPOINT = BUNDLE_ROOT / "models" / "model.pt"
 DEFAULT_ONNX = BUNDLE_ROOT / "models" / "model.onnx"
 MIN_FREE_BYTES = 64 * 2**20  # a report page with thumbnails and per-series plots is a few MB per hundred series
+BACKENDS = ("auto", "torch", "openvino", "onnx")
+BACKEND_CONFIGS = {"onnx": "inference_onnx.json", "openvino": "inference_openvino.json"}
 _MAKE_IT = {
     "torch": "make one with `make demo` or the training workflow (README: Workflows), or pass --checkpoint",
+    "openvino": "make one with `make demo` or the training workflow (README: Workflows), or pass --checkpoint",
     "onnx": "export one (README: Export), or pass --checkpoint",
 }
 
@@ -74,12 +78,28 @@ def build_parser(compare: bool = False) -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=Path, help=f"model weights (default {DEFAULT_CHECKPOINT}; .onnx file)")
     parser.add_argument("--threshold", type=float, default=2.0, help="flag slices scored below this (0-4 scale)")
     parser.add_argument("--batch-size", type=int, default=1, help="slices per network call")
-    parser.add_argument("--workers", type=int, default=1, help="processes decoding slices beside the network")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="processes decoding slices beside the network (0: decode inline)"
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: the GPU if any")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="onnx: ONNX Runtime")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto: OpenVINO on a CPU when installed, else torch; onnx: an exported model in ONNX Runtime",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("f32", "bf16"),
+        default="f32",
+        help="OpenVINO: bf16 is faster on CPUs with bf16 but moves scores (up to 0.3 measured)",
+    )
     parser.add_argument("--resume", action="store_true", help="keep the series an interrupted run into --out finished")
     parser.add_argument("--verbose", action="store_true", help="log the workflow's progress (INFO)")
     parser.add_argument("--network-preset", help="network layout of the checkpoint (default: the config's)")
+    if not compare:  # archive scale: the optional extra 'scale' (pip install -r requirements-scale.txt)
+        parser.add_argument("--engine", choices=("local", "ray"), default="local", help="ray: on Ray workers")
+        parser.add_argument("--address", help="--engine ray: the Ray cluster (auto, HOST:PORT); none: a local one")
     if compare:
         parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the confidence interval")
     return parser
@@ -89,19 +109,50 @@ def _checked(args: argparse.Namespace, inputs: Sequence[str]) -> argparse.Namesp
     for path in inputs:
         if not Path(path).exists():
             raise FileNotFoundError(f"{path} does not exist")
+    _check_engine(args)
+    args.backend = resolved_backend(args.backend, args.device)
     args.checkpoint = args.checkpoint or (DEFAULT_ONNX if args.backend == "onnx" else DEFAULT_CHECKPOINT)
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist: {_MAKE_IT[args.backend]}")
     for name in ("batch_size", "workers"):
         if getattr(args, name) < (1 if name == "batch_size" else 0):
             raise ValueError(f"--{name.replace('_', '-')} must be at least {1 if name == 'batch_size' else 0}")
-    if args.device == "cuda":
+    if args.device == "cuda" and not getattr(args, "address", None):  # a Ray cluster's GPUs: the engine checks
         import torch
 
         if not torch.cuda.is_available():
             raise ValueError("--device cuda: no CUDA device is visible to torch")
     _check_writable(args.out)
     return args
+
+
+def _check_engine(args: argparse.Namespace) -> None:
+    """``--engine ray`` needs Ray (the extra 'scale'), and ``--address`` names the cluster of that engine."""
+    engine = getattr(args, "engine", "local")
+    if getattr(args, "address", None) and engine != "ray":
+        raise ValueError("--address names a Ray cluster: add --engine ray")
+    if engine == "ray":
+        from scripts.scale import check_ray  # cheap: Ray itself is imported only to see that it is there
+
+        check_ray()
+
+
+def resolved_backend(backend: str, device: str) -> str:
+    """``auto``: OpenVINO for CPU scoring when it is installed (about 2.5x eager PyTorch on a CPU), else torch."""
+    if backend != "auto":
+        return backend
+    if device == "cuda":
+        return "torch"
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        return "torch"
+    if device == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            return "torch"
+    return "openvino"
 
 
 def _check_writable(out: Path) -> None:
@@ -136,14 +187,22 @@ def _overrides(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> d
         overrides["device"] = f"$torch.device('{'cuda:0' if args.device == 'cuda' else 'cpu'}')"
     if args.network_preset:
         overrides["network_preset"] = args.network_preset
+    if args.backend == "openvino":
+        overrides["openvino_precision"] = args.precision
     return overrides
 
 
 def score(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> tuple[list[dict], list[tuple[str, str]]]:
     """Run the inference workflow on ``inputs`` into ``out``; return its per-slice rows and the skipped items."""
+    if getattr(args, "engine", "local") == "ray":
+        from scripts.scale.ray_engine import score_on_ray  # imported here: Ray and its workers only when asked
+
+        return score_on_ray(inputs, out, args)
     from monai.bundle import ConfigWorkflow  # imported here: --help and usage errors stay instant
 
-    files = [CONFIGS / "inference.json"] + ([CONFIGS / "inference_onnx.json"] if args.backend == "onnx" else [])
+    files = [CONFIGS / "inference.json"] + (
+        [CONFIGS / BACKEND_CONFIGS[args.backend]] if args.backend != "torch" else []
+    )
     workflow = ConfigWorkflow(
         config_file=[str(f) for f in files],
         meta_file=str(CONFIGS / "metadata.json"),
@@ -182,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     inputs = [args.before, args.after] if compare else args.inputs
     try:
         args = _checked(args, inputs)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, ImportError) as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return EXIT_USAGE
     try:

@@ -49,7 +49,9 @@ def tfkt_scores(inputs: Path, out: Path, checkpoint: Path) -> dict[str, float]:
         pytest.fail(f"{TFKT_SCORE} is absent: build the core venv (make venv) or set TFKT_SCORE_COMMAND")
     command = [str(TFKT_SCORE), str(inputs), "--out", str(out), "--checkpoint", str(checkpoint)]
     done = subprocess.run(
-        [*command, "--network-preset", "hybrid_tiny", "--device", "cpu"], capture_output=True, text=True
+        [*command, "--network-preset", "hybrid_tiny", "--device", "cpu", "--backend", "torch"],
+        capture_output=True,
+        text=True,
     )
     # 3: scored, some files skipped (the synthetic study's MR slice and text file), in tfkt-score versions that say so.
     assert done.returncode in (0, 3), f"tfkt-score: {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"

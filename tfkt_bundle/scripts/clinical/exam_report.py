@@ -87,6 +87,14 @@ class ExamReport:
     def _reset(self, engine: Engine) -> None:
         self.written, self.counts = {}, {}
 
+    def add_series(self, rows: Sequence[dict]) -> None:
+        """Keep whole series scored elsewhere (the workers of ``tfkt-score --engine ray``) and write their folders
+        now, with the writers the workflow uses; a series already written is kept once, never written twice."""
+        for key, group in group_series(rows).items():
+            if key not in self.written:
+                self.report.rows.extend(group)
+                self._write_series(key, group)
+
     def _write_series(self, key: str, rows: list[dict]) -> None:
         (summary,) = summarize_series(rows, self.threshold)
         write_series_outputs(self.output_dir, summary, rows)

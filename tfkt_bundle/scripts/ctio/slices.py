@@ -28,7 +28,10 @@ from .kinds import file_kind, listed_inputs
 from .nifti import iter_nifti_slices
 from .window import apply_hu_window
 
-__all__ = ["ACQUISITION_KEYS", "SLICE_ID_KEYS", "SLICE_KEYS", "iter_ct_slices", "read_ct_slice", "slice_identity"]
+__all__ = [
+    "ACQUISITION_KEYS", "SLICE_ID_KEYS", "SLICE_KEYS", "find_ct_series", "finite_slices", "iter_ct_slices",
+    "read_ct_slice", "slice_identity",
+]  # fmt: skip
 
 # Per-slice identifiers carried to every predictions file (empty or NaN where a source has none).
 SLICE_ID_KEYS = (
@@ -111,15 +114,22 @@ def _source_slices(
             continue
         first = next(ordinals)
         keep = None if shares == 1 else (lambda k, first=first: (first + k) % shares == share)
-        for array, info in unit(keep):
-            bad = array.size - int(np.count_nonzero(np.isfinite(array)))
-            if not bad:
-                yield array, info
-                continue
-            where = Path(f"{info['source']}#{info.get('frame') or info['slice_index']}")
-            if skipped is None:
-                raise ValueError(f"{where}: {bad} NaN or infinite pixel values")
-            record_skip(skipped, where, f"{bad} NaN or infinite pixel values")
+        yield from finite_slices(unit(keep), skipped)
+
+
+def finite_slices(
+    slices: Iterator[tuple[np.ndarray, dict]], skipped: list[Skip] | None
+) -> Iterator[tuple[np.ndarray, dict]]:
+    """``slices`` less those with NaN or infinite pixels: each recorded in ``skipped``, or refused without it."""
+    for array, info in slices:
+        bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+        if not bad:
+            yield array, info
+            continue
+        where = Path(f"{info['source']}#{info.get('frame') or info['slice_index']}")
+        if skipped is None:
+            raise ValueError(f"{where}: {bad} NaN or infinite pixel values")
+        record_skip(skipped, where, f"{bad} NaN or infinite pixel values")
 
 
 def read_ct_slice(source: str | os.PathLike, slice_index: int = 0, frame: int | None = None) -> tuple[np.ndarray, bool]:
@@ -150,7 +160,7 @@ def _source_units(source: Path, skipped: list[Skip] | None, log: bool) -> Iterat
     elif kind == "image":
         yield _series_key({"kind": kind, "source": source}), lambda keep: _image_slice(source, keep)
     else:
-        for series in _dicom_series(source, skipped, log):
+        for series in find_ct_series(source, skipped, log):
             first = {"kind": kind, "source": series.slices[0].path, "series_instance_uid": series.series_instance_uid}
             yield _series_key(first), lambda keep, series=series: iter_series_slices(series, skipped, keep)
 
@@ -162,7 +172,8 @@ def _image_slice(source: Path, keep: Callable[[int], bool] | None) -> Iterator[t
     yield array, {"kind": "image", "source": str(source), "slice_index": 0, "is_hu": False}
 
 
-def _dicom_series(source: Path, skipped: list[Skip] | None, log: bool) -> DicomSeriesList:
+def find_ct_series(source: Path, skipped: list[Skip] | None, log: bool = True) -> DicomSeriesList:
+    """The CT series under ``source``; with ``skipped``, the files that are not listed there, else refused."""
     found = find_dicom_series(source, log=log)
     if skipped is not None and log:  # every parallel reader reads the headers; the first one lists their skips
         skipped.extend(found.skipped)

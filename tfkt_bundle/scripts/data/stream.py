@@ -13,7 +13,7 @@ import torch
 from scripts.ctio.slices import Inputs, iter_ct_slices, slice_identity
 from scripts.utils.skips import SkipLog
 
-__all__ = ["SliceStream"]
+__all__ = ["SliceStream", "same_size_batches"]
 
 
 class SliceStream(torch.utils.data.IterableDataset):
@@ -51,7 +51,7 @@ class SliceStream(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[dict] | Iterator[list[dict]]:
         items = self._items()
-        return items if self.batch_size is None else _same_size_batches(items, self.batch_size)
+        return items if self.batch_size is None else same_size_batches(items, self.batch_size)
 
     def _items(self) -> Iterator[dict]:
         # Skipped files and slices are logged with their reasons by scripts.ctio, and listed in the skip log.
@@ -72,7 +72,8 @@ class SliceStream(torch.utils.data.IterableDataset):
             skipped.clear()
 
 
-def _same_size_batches(items: Iterator[dict], size: int) -> Iterator[list[dict]]:
+def same_size_batches(items: Iterator[dict], size: int) -> Iterator[list[dict]]:
+    """Consecutive items of one image size, up to ``size``: padding mixed sizes would change their scores."""
     batch: list[dict] = []
     for item in items:
         if batch and (len(batch) == size or tuple(item["image"].shape) != tuple(batch[0]["image"].shape)):

@@ -150,13 +150,22 @@ class SpatialHybridIQA(nn.Module):
         x = (x - self.input_mean) / self.input_std
         fmap = self.backbone(x)[self.feature_index]
         if self.max_tokens_side is not None and max(fmap.shape[-2:]) > self.max_tokens_side:
-            side = (min(fmap.shape[-2], self.max_tokens_side), min(fmap.shape[-1], self.max_tokens_side))
-            fmap = nn.functional.adaptive_avg_pool2d(fmap, side)
+            fmap = self._pool_tokens(fmap)
         fmap = self.proj(fmap)
         b, c, h, w = fmap.shape
         tokens = fmap.flatten(2).transpose(1, 2)
         tokens = tokens + sincos_position_2d(h, w, c, device=tokens.device, dtype=tokens.dtype)
         return self.norm(self.encoder(tokens))
+
+    def _pool_tokens(self, fmap: torch.Tensor) -> torch.Tensor:
+        height, width = int(fmap.shape[-2]), int(fmap.shape[-1])  # plain ints, also when traced for export
+        side = (min(height, self.max_tokens_side), min(width, self.max_tokens_side))
+        stride = (height // side[0], width // side[1])
+        if (side[0] * stride[0], side[1] * stride[1]) == (height, width):
+            # The same average as the adaptive pool when the grid divides evenly (e.g. 1024x1024 slices), in a form
+            # that the ONNX exporter can trace.
+            return nn.functional.avg_pool2d(fmap, stride)
+        return nn.functional.adaptive_avg_pool2d(fmap, side)
 
     def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool tokens to one vector and regress the score (or return the pooled vector)."""

@@ -83,6 +83,7 @@ __all__ = [
     "build_ct_sets",
     "load_ct_sources",
     "ssim_to_score",
+    "reference_ssim",
     "main",
 ]
 
@@ -172,8 +173,12 @@ def ssim_to_score(ssim: float) -> float:
     return float(4.0 * np.clip((ssim - SSIM_BAD) / (SSIM_EXCELLENT - SSIM_BAD), 0.0, 1.0))
 
 
-def _ssim(reference: np.ndarray, image: np.ndarray) -> float:
-    """SSIM of two images in [0, 1] with the settings of Wang et al. (2004)."""
+def reference_ssim(reference: np.ndarray, image: np.ndarray) -> float:
+    """SSIM of an image against its clean reference, both in [0, 1], with the settings of Wang et al. (2004).
+
+    Every demo label is ``ssim_to_score(reference_ssim(reference, image))``; benchmarks that label other data by the
+    demo's rule call both.
+    """
     return float(
         structural_similarity(
             reference, image, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
@@ -280,7 +285,7 @@ def _natural_rows(name: str, index: int, settings: DemoSettings, seed: int, fold
     for distortion, level, image in versions:
         file_name = f"{name}_{distortion}.png" if level == 0 else f"{name}_{distortion}_{level}.png"
         _write_png(folder / file_name, image)
-        ssim = _ssim(reference, image / 255.0)
+        ssim = reference_ssim(reference, image / 255.0)
         rows.append(
             {
                 "image": f"images/{file_name}",
@@ -446,7 +451,7 @@ def _run_ct_job(job: _CTJob) -> list[dict]:
         sim = simulators[mirror]
         n_views = sim.full_views // divisor
         image = apply_hu_window(sim.simulate(dose, n_views, seed))
-        ssim = _ssim(apply_hu_window(sim.input_hu), image)
+        ssim = reference_ssim(apply_hu_window(sim.input_hu), image)
         _write_tiff(job.folder / name, image)
         records.append(
             {

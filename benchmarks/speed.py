@@ -1,0 +1,288 @@
+"""Print how fast the bundle scores CT on this machine: end to end with ``tfkt-score``, and the network alone.
+
+Usage (from the repository root, after ``make venv``):
+``python benchmarks/speed.py [--checkpoint PATH] [--series DIR] [--slices 200] [--repeats 3] [--long 1000]
+[--json OUT.json] [--plot OUT.png]``
+
+End to end: from one DICOM series (default: the shared 20-slice JPEG 2000 abdomen series) it builds a short
+series (the source) and a ``--slices`` series (the source repeated along z, new UIDs), each as stored (J2K) and
+decompressed, then runs ``tfkt-score`` on each in a child process per backend, ``--repeats`` times in turn.
+The marginal rate, ``(long - short) / (t_long - t_short)``, leaves out start-up (imports, model load and
+conversion, the report); start-up is ``t_short`` less the short series' share at that rate. Peak RSS is the
+child's own ``ru_maxrss``. ``--long N`` adds one N-slice run for memory.
+
+Network alone (no I/O, one 512x512 slice per call, median over calls): each precision and format the bundle can
+run, and the published ``tfkt_v2`` layout in the same run, with the ratio. On a GPU the same script times
+``--device cuda`` and AMP. Figures only: it never asserts; the machine is shared, so compare within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import pydicom
+import stress
+import torch
+
+sys.path.insert(0, str(stress.ROOT / "tfkt_bundle"))
+
+from scripts.nets.networks import create_network  # noqa: E402
+from scripts.nets.weights import load_state_dict_file  # noqa: E402
+
+DEFAULT_CHECKPOINT = stress.ROOT / "tfkt_bundle" / "models" / "model.pt"
+CUDA = torch.cuda.is_available()
+
+
+def _decompressed(source: Path, out: Path) -> Path:
+    out.mkdir(parents=True)
+    for path in sorted(p for p in source.iterdir() if p.is_file()):
+        ds = pydicom.dcmread(path)
+        ds.decompress()
+        ds.save_as(out / path.name)
+    return out
+
+
+def build_series(source: Path, root: Path, slices: int) -> dict[str, dict[str, tuple[Path, int]]]:
+    """{"j2k"|"raw": {"short"|"long": (folder, n slices)}} built from ``source``."""
+    datasets = stress._sources(source)
+    built = {"j2k": {}, "raw": {}}
+    for name, n in (("short", len(datasets)), ("long", slices)):
+        folder = root / f"j2k_{name}"
+        built["j2k"][name] = (folder, stress.build_long_series(datasets, folder, n))
+        built["raw"][name] = (_decompressed(folder, root / f"raw_{name}"), n)
+    return built
+
+
+def _run(folder: Path, out: Path, checkpoint: Path, options: list[str]) -> dict:
+    return stress.score(folder, out, checkpoint, None, options)
+
+
+def end_to_end(series: dict, root: Path, checkpoint: Path, settings: dict[str, list[str]], repeats: int) -> list:
+    """Median marginal rate, start-up and peak RSS per (compression, setting)."""
+    rows = []
+    for compression, pair in series.items():
+        for label, options in settings.items():
+            times = {"short": [], "long": []}
+            peak = 0.0
+            for r in range(repeats):
+                for size, (folder, _) in pair.items():
+                    result = _run(folder, root / f"out_{compression}_{label}_{size}_{r}", checkpoint, options)
+                    times[size].append(result["wall_s"])
+                    peak = max(peak, result["peak_gib"])
+            (n_short, n_long) = (pair["short"][1], pair["long"][1])
+            t_short, t_long = (statistics.median(times[s]) for s in ("short", "long"))
+            rate = (n_long - n_short) / max(t_long - t_short, 1e-9)
+            rows.append(
+                {
+                    "series": compression,
+                    "setting": label,
+                    "slices_per_s": rate,
+                    "startup_s": t_short - n_short / rate,
+                    "wall_long_s": t_long,
+                    "peak_gib": peak,
+                }
+            )
+            print(
+                f"  {compression:4s} {label:28s} {rate:7.1f} slices/s  start-up {rows[-1]['startup_s']:5.1f} s  "
+                f"{n_long} slices {t_long:6.1f} s  peak {peak:.2f} GiB",
+                flush=True,
+            )
+    return rows
+
+
+def decode_only(source: Path) -> dict[str, float]:
+    """Median milliseconds to decode one slice of ``source`` with each pixel-data plugin pydicom has for its syntax."""
+    from pydicom.pixels import get_decoder
+
+    files = sorted(p for p in source.iterdir() if p.is_file())
+    syntax = pydicom.dcmread(files[0], stop_before_pixels=True).file_meta.TransferSyntaxUID
+    timings = {}
+    for plugin in get_decoder(syntax).available_plugins:
+        times = []
+        for path in files:
+            ds = pydicom.dcmread(path)
+            start = time.perf_counter()
+            ds.pixel_array_options(decoding_plugin=plugin)
+            ds.pixel_array  # noqa: B018 - the decode is the point
+            times.append(time.perf_counter() - start)
+        timings[plugin] = 1000 * statistics.median(times)
+        print(f"  {syntax.name}, {plugin}: {timings[plugin]:.1f} ms per slice", flush=True)
+    return timings
+
+
+def _median_rate(fn: Callable[[], object], calls: int) -> float:
+    with torch.inference_mode():
+        for _ in range(3):
+            fn()
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            fn()
+            if CUDA:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+    return 1.0 / statistics.median(times)
+
+
+def _onnx_bytes(network: torch.nn.Module, example: torch.Tensor) -> bytes:
+    buffer = io.BytesIO()
+    with torch.enable_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(network, (example,), buffer, dynamo=False, input_names=["image"])
+    return buffer.getvalue()
+
+
+def _variants(network: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], object]]:
+    """Every way the bundle can run the network on one slice, keyed by a short name."""
+    variants: dict[str, Callable[[], object]] = {"torch fp32": lambda: network(x)}
+    if CUDA:
+        net_cuda, x_cuda = network.cuda(), x.cuda()
+
+        def amp():
+            with torch.autocast("cuda", dtype=torch.float16):
+                return net_cuda(x_cuda)
+
+        return {"cuda fp32": lambda: net_cuda(x_cuda), "cuda amp fp16": amp}
+    channels_last = create_network("hybrid_lite0").eval().to(memory_format=torch.channels_last)
+    channels_last.load_state_dict(network.state_dict())
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    variants["torch channels-last"] = lambda: channels_last(x_cl)
+
+    def bf16():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return channels_last(x_cl)
+
+    variants["torch bf16 + channels-last"] = bf16
+    with torch.enable_grad():
+        scripted = torch.jit.freeze(torch.jit.trace(network, x, check_trace=False).eval())
+    variants["TorchScript frozen fp32"] = lambda: scripted(x)
+    model = _onnx_bytes(network, x)
+    try:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        variants["ONNX Runtime fp32"] = lambda: session.run(None, {"image": x.numpy()})
+    except ImportError:
+        print("  (onnxruntime not installed: skipped)")
+    try:
+        import openvino as ov
+
+        core = ov.Core()
+        for precision in ("f32", "bf16"):
+            compiled = core.compile_model(core.read_model(model, b""), "CPU", {"INFERENCE_PRECISION_HINT": precision})
+            variants[f"OpenVINO {precision}"] = lambda c=compiled: c(x.numpy())
+    except ImportError:
+        print("  (openvino not installed: skipped)")
+    return variants
+
+
+def network_only(checkpoint: Path | None, size: int, calls: int, v2_calls: int) -> list[dict]:
+    network = create_network("hybrid_lite0").eval()
+    if checkpoint is not None:
+        network.load_state_dict(load_state_dict_file(checkpoint))
+    x = torch.rand(1, 1, size, size)
+    rows = []
+    for name, fn in _variants(network, x).items():
+        rows.append({"network": "hybrid_lite0", "mode": name, "slices_per_s": _median_rate(fn, calls)})
+        print(f"  hybrid_lite0  {name:28s} {rows[-1]['slices_per_s']:7.2f} slices/s", flush=True)
+    v2 = create_network("tfkt_v2").eval()
+    v2_x = x
+    if CUDA:
+        v2, v2_x = v2.cuda(), x.cuda()
+    rate = _median_rate(lambda: v2(v2_x), v2_calls)
+    rows.append({"network": "tfkt_v2", "mode": "cuda fp32" if CUDA else "torch fp32", "slices_per_s": rate})
+    print(f"  tfkt_v2       {rows[-1]['mode']:28s} {rate:7.2f} slices/s", flush=True)
+    return rows
+
+
+def _plot(e2e: list[dict], net: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    labels = [f"{r['series']}: {r['setting']}" for r in e2e]
+    axes[0].barh(labels, [r["slices_per_s"] for r in e2e], color="tab:blue")
+    axes[0].set_title("tfkt-score end to end (marginal slices/s)")
+    labels = [f"{r['network']}: {r['mode']}" for r in net]
+    axes[1].barh(labels, [r["slices_per_s"] for r in net], color="tab:orange")
+    axes[1].set_title("network alone, one 512x512 slice per call (slices/s)")
+    for ax in axes:
+        ax.axvline(30, color="grey", linestyle="--", linewidth=1)
+        ax.invert_yaxis()
+        ax.set_xlabel("slices per second")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, help=f"weights (default {DEFAULT_CHECKPOINT} if it exists)")
+    parser.add_argument("--series", type=Path, default=stress.SHARED_SERIES)
+    parser.add_argument("--slices", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--long", type=int, default=0, help="also score one series of this many slices (memory)")
+    parser.add_argument("--calls", type=int, default=40, help="network-only calls per setting")
+    parser.add_argument("--torch-batches", type=int, nargs="+", default=[1, 4], help="end to end, eager PyTorch")
+    parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--plot", type=Path)
+    args = parser.parse_args()
+    checkpoint = args.checkpoint or (DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None)
+    device = torch.cuda.get_device_name(0) if CUDA else f"CPU, {torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {device}; checkpoint {checkpoint or 'random weights'}")
+    results: dict = {"device": device, "checkpoint": str(checkpoint)}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        if checkpoint is None:
+            checkpoint = root / "random.pt"
+            torch.save(create_network("hybrid_lite0").state_dict(), checkpoint)
+        if not args.skip_e2e:
+            settings = {
+                "openvino f32 (default), 1 decoder": ["--backend", "openvino"],
+                "openvino f32, decode inline": ["--backend", "openvino", "--workers", "0"],
+                "openvino bf16, 1 decoder": ["--backend", "openvino", "--precision", "bf16"],
+            }
+            for batch in args.torch_batches:
+                settings[f"torch fp32, batch {batch}"] = ["--backend", "torch", "--batch-size", str(batch)]
+            if CUDA:
+                settings = {
+                    "cuda amp": ["--device", "cuda"],
+                    "cuda amp batch 16": ["--device", "cuda", "--batch-size", "16"],
+                }
+            print(f"\nend to end, tfkt-score, {args.slices}-slice series, median of {args.repeats}:")
+            series = build_series(args.series, root / "series", args.slices)
+            results["end_to_end"] = end_to_end(series, root, checkpoint, settings, args.repeats)
+            if args.long:
+                long_series = root / "series" / "very_long"
+                stress.build_long_series(stress._sources(args.series), long_series, args.long)
+                result = _run(long_series, root / "out_very_long", checkpoint, [])
+                results["long"] = {"slices": args.long, **result}
+                print(f"  one {args.long}-slice series: {result['wall_s']:.1f} s, peak {result['peak_gib']:.2f} GiB")
+        print("\ndecoding alone, one core:")
+        results["decode_ms"] = decode_only(args.series)
+        print("\nnetwork alone, batch 1, 512x512:")
+        results["network"] = network_only(checkpoint, 512, args.calls, max(3, args.calls // 8))
+    default = max(r["slices_per_s"] for r in results["network"] if r["network"] == "hybrid_lite0")
+    v2 = next(r["slices_per_s"] for r in results["network"] if r["network"] == "tfkt_v2")
+    results["ratio_best_to_tfkt_v2"] = default / v2
+    print(f"\nfastest default-network mode / tfkt_v2 layout: {default / v2:.1f}x")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    if args.plot:
+        _plot(results.get("end_to_end", []), results["network"], args.plot)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The OpenVINO backend (scripts.nets.openvino_runtime), the thread split beside decoders, and backend choice."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from scripts.nets.networks import create_network
+from scripts.score import build_parser, resolved_backend
+from scripts.utils.cpus import available_cpus
+
+ov = pytest.importorskip("openvino", reason="the OpenVINO backend is the optional 'export' extra")
+
+from scripts.nets.openvino_runtime import OpenVinoNetwork  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return create_network("hybrid_tiny").eval()
+
+
+def _eager(network, x):
+    with torch.inference_mode():
+        return network(x)
+
+
+def test_f32_matches_eager_for_any_batch_and_compiles_once_per_size(tiny):
+    wrapped = OpenVinoNetwork(tiny, precision="f32")
+    x = torch.rand(3, 1, 96, 64)
+    with torch.inference_mode():
+        got = wrapped(x)
+        wrapped(x[:1])
+    assert got.shape == (3, 1) and got.dtype == torch.float32
+    torch.testing.assert_close(got, _eager(tiny, x), atol=1e-4, rtol=0)
+    assert list(wrapped._compiled) == [(96, 64)] and wrapped._compiled[(96, 64)] is not None
+
+
+def test_bf16_stays_close_to_eager(tiny):
+    x = torch.rand(4, 1, 64, 64)
+    with torch.inference_mode():
+        got = OpenVinoNetwork(tiny, precision="bf16")(x)
+    assert float((got - _eager(tiny, x)).abs().max()) < 0.05  # the 0-4 scale; bf16 keeps 8 mantissa bits
+
+
+def test_pooled_token_grids_export_when_even_and_fall_back_to_torch_otherwise(tiny, caplog):
+    # hybrid_tiny pools token grids above 8x8: a 512 slice gives 16x16 (pooled 2:1), a 320 slice 10x10 (adaptive).
+    wrapped = OpenVinoNetwork(tiny, precision="f32")
+    even, uneven = torch.rand(1, 1, 512, 512), torch.rand(1, 1, 320, 320)
+    with torch.inference_mode():
+        torch.testing.assert_close(wrapped(even), _eager(tiny, even), atol=1e-4, rtol=0)
+        assert torch.equal(wrapped(uneven), _eager(tiny, uneven))
+    assert wrapped._compiled[(512, 512)] is not None and wrapped._compiled[(320, 320)] is None
+    assert "320x320 slices run in PyTorch" in caplog.text
+
+
+def test_eval_does_not_walk_the_wrapped_network(tiny):
+    wrapped = OpenVinoNetwork(tiny, precision="f32")
+    calls = []
+    original = tiny.train
+    tiny.train = lambda mode=True: calls.append(mode) or original(mode)
+    try:
+        wrapped.eval()
+        assert not calls and not wrapped.training
+        wrapped.train()
+        assert not calls and wrapped.training
+    finally:
+        tiny.train = original
+
+
+def test_precision_is_checked_when_the_network_is_built(tiny):
+    assert OpenVinoNetwork(tiny).precision == "f32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        OpenVinoNetwork(tiny, precision="auto")
+
+
+def test_the_network_gets_every_cpu_of_the_process():
+    import os
+
+    assert available_cpus() == len(os.sched_getaffinity(0)) >= 1
+
+
+def test_auto_backend_is_openvino_on_a_cpu_and_torch_on_a_gpu():
+    assert resolved_backend("auto", "cpu") == "openvino"
+    assert resolved_backend("auto", "cuda") == "torch"
+    assert resolved_backend("auto", "auto") == ("torch" if torch.cuda.is_available() else "openvino")
+    assert resolved_backend("onnx", "cpu") == "onnx"
+    args = build_parser().parse_args(["x", "--out", "o"])
+    assert isinstance(args, argparse.Namespace) and (args.backend, args.precision) == ("auto", "f32")
