@@ -4,7 +4,8 @@ Source: ``../shared/data/ct_series_abdomen`` (20 contrast-enhanced slices, 512x5
 nothing is trained, tuned or selected on it. Six slices spread along the series, scored at native 512x512, each in
 three families of graded degradation (severity 0 = least degraded):
 
-- ``dose``: full-view scans at 1.0, 0.5, 0.25, 0.1, 0.05, 0.02 and 0.01 of full dose (about 15 to 190 HU of noise);
+- ``dose``: full-view scans at 1.0, 0.5, 0.25, 0.1, 0.05, 0.02 and 0.01 of full dose (16 to 360 HU soft-tissue
+  noise);
 - ``views``: the full-dose scan, then 1/2, 1/4 and 1/8 of the 808 views (404, 202, 101: streaks; the per-view flux
   stays that of full dose, so fewer views also means more noise, as in the simulator's docstring);
 - ``smooth_gaussian``, ``smooth_tv``, ``smooth_nlm``: the 0.25-dose scan, then over-smoothed at three increasing

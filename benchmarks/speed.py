@@ -216,7 +216,7 @@ def _plot(e2e: list[dict], net: list[dict], path: Path) -> None:
     axes[0].set_title("tfkt-score end to end (marginal slices/s)")
     labels = [f"{r['network']}: {r['mode']}" for r in net]
     axes[1].barh(labels, [r["slices_per_s"] for r in net], color="tab:orange")
-    axes[1].set_title("network alone, one 512x512 slice per call (slices/s)")
+    axes[1].set_title("network alone, one 512x512 slice per call")
     for ax in axes:
         ax.axvline(30, color="grey", linestyle="--", linewidth=1)
         ax.invert_yaxis()
@@ -238,7 +238,12 @@ def main() -> None:
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path)
+    parser.add_argument("--replot", type=Path, help="only draw --plot again from a --json file of an earlier run")
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads(args.replot.read_text())
+        _plot(saved.get("end_to_end", []), saved["network"], args.plot)
+        return
     checkpoint = args.checkpoint or (DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None)
     device = torch.cuda.get_device_name(0) if CUDA else f"CPU, {torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {device}; checkpoint {checkpoint or 'random weights'}")
@@ -250,12 +255,13 @@ def main() -> None:
             torch.save(create_network("hybrid_lite0").state_dict(), checkpoint)
         if not args.skip_e2e:
             settings = {
-                "openvino f32 (default), 1 decoder": ["--backend", "openvino"],
-                "openvino f32, decode inline": ["--backend", "openvino", "--workers", "0"],
-                "openvino bf16, 1 decoder": ["--backend", "openvino", "--precision", "bf16"],
+                "openvino f32, 1 decoder": ["--backend", "openvino", "--workers", "1"],
+                "openvino f32, inline (default)": ["--backend", "openvino", "--workers", "0"],
+                "openvino bf16, 1 decoder": ["--backend", "openvino", "--precision", "bf16", "--workers", "1"],
             }
             for batch in args.torch_batches:
-                settings[f"torch fp32, batch {batch}"] = ["--backend", "torch", "--batch-size", str(batch)]
+                torch_options = ["--backend", "torch", "--batch-size", str(batch), "--workers", "1"]
+                settings[f"torch fp32, batch {batch}"] = torch_options
             if CUDA:
                 settings = {
                     "cuda amp": ["--device", "cuda"],

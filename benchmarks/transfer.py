@@ -149,14 +149,18 @@ def final_weights(run: Run, work: Path) -> Path:
 
 
 def budget_rows(results: dict, runs: Sequence[Run], n_all: int) -> list[dict]:
-    """One row per lite0 run: init, labelled slices, held-out / demo-test score and real-sample SROCC."""
+    """One row per lite0 run: init, labelled slices, held-out / demo-test score, held-out and real-sample SROCC.
+
+    The SROCCs keep their sign: the challenge score sums absolute values, so it cannot tell a reversed model.
+    """
     rows = []
     for run in runs:
         if run.preset != "hybrid_lite0":
             continue
         pooled = results["pooled"][run.name]
         row = {"init": run.init, "labels": run.budget or n_all}
-        for set_name, key in (("heldout", "score"), ("demo_ct_test", "score"), ("ldctiqac_samples", "srocc")):
+        figures = (("heldout", "score"), ("heldout", "srocc"), ("demo_ct_test", "score"), ("ldctiqac_samples", "srocc"))
+        for set_name, key in figures:
             row[f"{set_name}_{key}"] = pooled[set_name][key] if set_name in pooled else None
         rows.append(row)
     return rows
@@ -183,6 +187,9 @@ def plot_budget(rows: Sequence[dict], results: dict, path: Path) -> Path:
         set_name, metric = key.rsplit("_", 1)
         ax.axhline(results["pooled"][BASELINE][set_name][metric], color="k", ls="--", label="noise baseline")
         ax.set_xscale("log")
+        budgets = sorted({r["labels"] for r in rows})
+        ax.set_xticks(budgets, [str(b) for b in budgets], minor=False)
+        ax.minorticks_off()
         ax.set_xlabel("labelled CT training slices")
         ax.set_title(f"{set_name}: {metric}", fontsize=9)
         ax.grid(alpha=0.3)
