@@ -98,7 +98,7 @@ def test_verify_metadata_with_a_local_schema(tmp_path):
 
 # Override files are merged over train.json, as the model zoo does for evaluate/multi-GPU configs.
 OVERRIDES = {"pretrain.json", "multi_gpu_train.json", "evaluate.json"}  # merged over train.json
-INFERENCE_OVERRIDES = {"inference_onnx.json"}  # merged over inference.json
+INFERENCE_OVERRIDES = {"inference_onnx.json", "inference_openvino.json"}  # merged over inference.json
 STANDALONE = {"train.json", "inference.json", "rescore.json"}
 ARGS_FILES = {"onnx_export.json"}  # arguments of a MONAI command (--args_file), not a workflow
 

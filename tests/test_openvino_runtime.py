@@ -9,7 +9,6 @@ import torch
 
 from scripts.nets.networks import create_network
 from scripts.score import build_parser, resolved_backend
-from scripts.utils.cpus import available_cpus
 
 ov = pytest.importorskip("openvino", reason="the OpenVINO backend is the optional 'export' extra")
 
@@ -74,12 +73,6 @@ def test_precision_is_checked_when_the_network_is_built(tiny):
     assert OpenVinoNetwork(tiny).precision == "f32"
     with pytest.raises(ValueError, match="precision must be one of"):
         OpenVinoNetwork(tiny, precision="auto")
-
-
-def test_the_network_gets_every_cpu_of_the_process():
-    import os
-
-    assert available_cpus() == len(os.sched_getaffinity(0)) >= 1
 
 
 def test_auto_backend_is_openvino_on_a_cpu_and_torch_on_a_gpu():
