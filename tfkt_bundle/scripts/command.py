@@ -21,7 +21,15 @@ from pathlib import Path
 
 from scripts.utils.cli import NONE_WORDS, check_overrides, report_error, split_flags
 
-__all__ = ["WORKFLOWS", "BUNDLE_ROOT", "parse_command", "main"]
+__all__ = [
+    "WORKFLOWS",
+    "BUNDLE_ROOT",
+    "INFERENCE_BACKEND_CONFIGS",
+    "inference_configs",
+    "model_overrides",
+    "parse_command",
+    "main",
+]
 
 BUNDLE_ROOT = Path(__file__).resolve().parent.parent
 # workflow -> (config files, merged in order, and the run id they define)
@@ -33,6 +41,25 @@ WORKFLOWS = {
     "rescoring": (("rescore.json",), "rescoring"),
 }
 USAGE = f"usage: tfkt-bundle run {{{','.join(WORKFLOWS)}}} [--id value ...]"
+# Inference backends other than eager torch: the config merged over inference.json that swaps the network.
+INFERENCE_BACKEND_CONFIGS = {"onnx": "inference_onnx.json", "openvino": "inference_openvino.json"}
+
+
+def inference_configs(backend: str, bundle_root: str | Path = BUNDLE_ROOT) -> list[Path]:
+    """The config files, merged in order, of the inference workflow run by ``backend`` ("torch", "onnx", ...)."""
+    configs = Path(bundle_root) / "configs"
+    extra = [] if backend == "torch" else [configs / INFERENCE_BACKEND_CONFIGS[backend]]
+    return [configs / "inference.json", *extra]
+
+
+def model_overrides(backend: str, checkpoint: str | Path, network_preset: str | None, precision: str) -> dict:
+    """The inference ids that choose the model: its weights (the ONNX file for onnx), layout, OpenVINO precision."""
+    overrides: dict = {("onnx_path" if backend == "onnx" else "ckpt_path"): str(checkpoint)}
+    if network_preset:
+        overrides["network_preset"] = network_preset
+    if backend == "openvino":
+        overrides["openvino_precision"] = precision
+    return overrides
 
 
 def parse_command(argv: Sequence[str]) -> tuple[str, list[str], dict]:

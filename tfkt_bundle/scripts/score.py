@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from scripts.command import BUNDLE_ROOT
+from scripts.command import BUNDLE_ROOT, inference_configs, model_overrides
 from scripts.utils.cli import report_error, root_cause
 
 __all__ = ["DEFAULT_CHECKPOINT", "DEFAULT_ONNX", "EXIT_CODES", "build_parser", "score", "main"]
@@ -48,12 +48,8 @@ DEFAULT_CHECKPOINT = BUNDLE_ROOT / "models" / "model.pt"
 DEFAULT_ONNX = BUNDLE_ROOT / "models" / "model.onnx"
 MIN_FREE_BYTES = 64 * 2**20  # a report page with thumbnails and per-series plots is a few MB per hundred series
 BACKENDS = ("auto", "torch", "openvino", "onnx")
-BACKEND_CONFIGS = {"onnx": "inference_onnx.json", "openvino": "inference_openvino.json"}
-_MAKE_IT = {
-    "torch": "make one with `make demo` or the training workflow (README: Workflows), or pass --checkpoint",
-    "openvino": "make one with `make demo` or the training workflow (README: Workflows), or pass --checkpoint",
-    "onnx": "export one (README: Export), or pass --checkpoint",
-}
+_TRAIN_ONE = "make one with `make demo` or the training workflow (README: Workflows), or pass --checkpoint"
+_MAKE_IT = {"torch": _TRAIN_ONE, "openvino": _TRAIN_ONE, "onnx": "export one (README: Export), or pass --checkpoint"}
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -181,14 +177,10 @@ def _overrides(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> d
         "batch_size": args.batch_size,
         "num_workers": args.workers,
         "resume": args.resume,
-        ("onnx_path" if args.backend == "onnx" else "ckpt_path"): str(args.checkpoint.resolve()),
+        **model_overrides(args.backend, args.checkpoint.resolve(), args.network_preset, args.precision),
     }
     if args.device != "auto":
         overrides["device"] = f"$torch.device('{'cuda:0' if args.device == 'cuda' else 'cpu'}')"
-    if args.network_preset:
-        overrides["network_preset"] = args.network_preset
-    if args.backend == "openvino":
-        overrides["openvino_precision"] = args.precision
     return overrides
 
 
@@ -200,11 +192,8 @@ def score(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> tuple[
         return score_on_ray(inputs, out, args)
     from monai.bundle import ConfigWorkflow  # imported here: --help and usage errors stay instant
 
-    files = [CONFIGS / "inference.json"] + (
-        [CONFIGS / BACKEND_CONFIGS[args.backend]] if args.backend != "torch" else []
-    )
     workflow = ConfigWorkflow(
-        config_file=[str(f) for f in files],
+        config_file=[str(f) for f in inference_configs(args.backend)],
         meta_file=str(CONFIGS / "metadata.json"),
         logging_file=str(CONFIGS / "logging.conf"),
         workflow_type="inference",

@@ -1,7 +1,7 @@
 """The bundle's network compiled by OpenVINO for the CPU, behind the ``torch.nn.Module`` interface.
 
 Used by ``configs/inference_openvino.json`` (``tfkt-score --backend openvino``, the default on a CPU); needs the
-optional ``export`` extra. On a 2-core AVX-512 machine it scores a 512x512 slice about 2x faster than eager
+optional ``export`` extra. On a 2-core AVX-512 machine it scores a 512x512 slice about 2.5x faster than eager
 PyTorch at the same fp32 precision (``benchmarks/speed.py``): OpenVINO folds batch norms into convolutions, fuses
 activations and pads once. The model is converted on first use, once per slice size, from the wrapped network *after*
 its checkpoint was loaded, through the ONNX exporter that ships with torch (OpenVINO's own converter is not used:

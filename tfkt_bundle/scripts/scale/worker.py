@@ -14,12 +14,12 @@ import json
 import pickle
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
+from scripts.command import inference_configs, model_overrides
 from scripts.ctio.dicom import Skip
 from scripts.ctio.slices import SLICE_KEYS, slice_identity
 from scripts.data.stream import same_size_batches
@@ -100,17 +100,13 @@ class SeriesScorer:
 
 
 def _bundle_config(settings: ScorerSettings, device: torch.device) -> ConfigParser:
-    configs = Path(settings.bundle_root) / "configs"
-    backend = [] if settings.backend == "torch" else [configs / f"inference_{settings.backend}.json"]
     parser = ConfigParser()
-    parser.read_config([str(f) for f in [configs / "inference.json", *backend]])
+    parser.read_config([str(f) for f in inference_configs(settings.backend, settings.bundle_root)])
     parser["bundle_root"] = settings.bundle_root
-    parser["onnx_path" if settings.backend == "onnx" else "ckpt_path"] = settings.checkpoint
     parser["device"] = f"$torch.device('{device}')"
-    if settings.network_preset:
-        parser["network_preset"] = settings.network_preset
-    if settings.backend == "openvino":
-        parser["openvino_precision"] = settings.precision
+    overrides = model_overrides(settings.backend, settings.checkpoint, settings.network_preset, settings.precision)
+    for key, value in overrides.items():
+        parser[key] = value
     return parser
 
 
