@@ -274,9 +274,11 @@ def plot_heldout(results: Mapping, path: Path) -> Path:
     """One scatter per model: prediction against the held-out label, coloured by family."""
     labels = results["labels"]["heldout"]
     models = list(results["predictions"])
-    fig = Figure(figsize=(4.2 * len(models), 4.0), dpi=110)
+    cols = min(4, len(models))
+    rows = -(-len(models) // cols)
+    fig = Figure(figsize=(4.2 * cols, 4.0 * rows), dpi=110)
     for k, model in enumerate(models):
-        ax = fig.add_subplot(1, len(models), k + 1)
+        ax = fig.add_subplot(rows, cols, k + 1)
         pred = results["predictions"][model]["heldout"]
         for kind in ("dose", "views", "gaussian", "tv", "nlm"):
             names = [n for n in pred if f"_{kind}" in n]
