@@ -4,15 +4,16 @@ Usage (from the repository root): ``python benchmarks/precision.py [--model NAME
 
 Scores the sets of ``benchmarks/accuracy.py`` (the held-out simulated set built from the shared abdomen series, the
 demo's held-out CT test set, and the ten real LDCTIQAC samples where present) with the network run three ways and
-prints, per set, SROCC and PLCC against the labels and the largest score difference from eager fp32. The bundle runs
-OpenVINO bf16 by default on a CPU only because this comparison keeps SROCC within 0.005 of fp32. Figures only.
+prints, per set, SROCC and PLCC against the labels and the largest score difference from eager fp32. Two eager
+controls locate where bf16 changes the scores: the fp32 network fed a slice rounded to bf16, and torch's bf16
+autocast. The bundle would run bf16 by default only if this comparison kept SROCC within 0.005 of fp32. Figures only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,29 @@ from scripts.nets.networks import create_network
 from scripts.nets.openvino_runtime import OpenVinoNetwork
 from scripts.nets.weights import load_state_dict_file
 
-MODES = {"torch fp32": None, "OpenVINO f32": "f32", "OpenVINO bf16": "bf16"}
+
+def _bf16_input(network: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda image: network(image.bfloat16().float())
 
 
-def _predict(network: torch.nn.Module, items: Sequence[Mapping]) -> np.ndarray:
+def _bf16_autocast(network: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    def run(image: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return network(image)
+
+    return run
+
+
+MODES: dict[str, Callable[[torch.nn.Module], Callable[[torch.Tensor], torch.Tensor]]] = {
+    "torch fp32": lambda network: network,
+    "torch, bf16 input": _bf16_input,
+    "torch bf16 autocast": _bf16_autocast,
+    "OpenVINO f32": lambda network: OpenVinoNetwork(network, precision="f32"),
+    "OpenVINO bf16": lambda network: OpenVinoNetwork(network, precision="bf16"),
+}
+
+
+def _predict(network: Callable[[torch.Tensor], torch.Tensor], items: Sequence[Mapping]) -> np.ndarray:
     with torch.inference_mode():
         return np.asarray([float(network(torch.from_numpy(read_image_file(i["image"]))[None, None])) for i in items])
 
@@ -38,10 +58,7 @@ def compare(spec: ModelSpec, sets: Mapping[str, list[dict]]) -> dict:
     network.eval()
     results: dict = {}
     for set_name, items in sets.items():
-        preds = {
-            mode: _predict(network if p is None else OpenVinoNetwork(network, precision=p), items)
-            for mode, p in MODES.items()
-        }
+        preds = {mode: _predict(make(network), items) for mode, make in MODES.items()}
         results[set_name] = {
             mode: {
                 **{k: pooled(pred, items, 0)[k] for k in ("srocc", "plcc")},
@@ -60,11 +77,11 @@ def main() -> None:
     args = parser.parse_args()
     sets = {k: v for k, v in load_sets(args.work, SHARED / "ct_series_abdomen").items() if k != "heldout_noise"}
     results = compare(args.model, sets)
-    print(f"{'set':18s} {'mode':14s} {'n':>4s} {'SROCC':>7s} {'PLCC':>7s} {'max |d| vs fp32':>16s}")
+    print(f"{'set':18s} {'mode':20s} {'n':>4s} {'SROCC':>7s} {'PLCC':>7s} {'max |d| vs fp32':>16s}")
     for set_name, by_mode in results.items():
         for mode, m in by_mode.items():
             figures = f"{m['srocc']:7.4f} {m['plcc']:7.4f} {m['max_abs_diff_from_fp32']:16.4f}"
-            print(f"{set_name:18s} {mode:14s} {len(sets[set_name]):4d} {figures}")
+            print(f"{set_name:18s} {mode:20s} {len(sets[set_name]):4d} {figures}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
