@@ -43,7 +43,8 @@ import tifffile
 from scipy import ndimage
 from skimage.restoration import denoise_nl_means, denoise_tv_chambolle
 
-from scripts.ctio.dicom import find_dicom_series, iter_series_slices
+from scripts.ctio.dicom import find_dicom_series
+from scripts.ctio.dicom_pixels import iter_series_slices
 from scripts.ctio.window import apply_hu_window
 from scripts.synthesis.demo_data import reference_ssim, ssim_to_score
 from scripts.synthesis.simulate import SimulatorConfig, SliceSimulator, soft_tissue_mask, soft_tissue_noise

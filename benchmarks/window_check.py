@@ -34,7 +34,8 @@ from skimage.filters import threshold_otsu
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tfkt_bundle"))
 
-from scripts.ctio.dicom import find_dicom_series, iter_series_slices  # noqa: E402
+from scripts.ctio.dicom import find_dicom_series  # noqa: E402
+from scripts.ctio.dicom_pixels import iter_series_slices  # noqa: E402
 from scripts.ctio.images import read_image_file  # noqa: E402
 from scripts.ctio.window import DEFAULT_HU_WINDOW, apply_hu_window, hu_window_from_level_width, invert_hu_window  # noqa: E402
 

@@ -16,7 +16,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from scripts.ctio import dicom as ct
+from scripts.ctio import dicom_pixels as px
 
 CT_SLICE = get_testdata_file("CT_small.dcm")  # 128x128 CT, 16-bit signed, RescaleIntercept/Slope to HU
 
@@ -51,7 +51,7 @@ def _gdcm_reencoded(tmp_path, source, syntax: str):
 def test_lossless_encodings_of_a_ct_slice_decode_to_its_exact_hu(tmp_path, uid):
     path = _reencoded(tmp_path, uid)
     assert pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID == uid
-    np.testing.assert_array_equal(ct.read_dicom_hu(path), ct.read_dicom_hu(CT_SLICE))
+    np.testing.assert_array_equal(px.read_dicom_hu(path), px.read_dicom_hu(CT_SLICE))
 
 
 def test_jpeg_lossless_process_14_decodes_to_the_exact_hu(tmp_path):
@@ -59,8 +59,8 @@ def test_jpeg_lossless_process_14_decodes_to_the_exact_hu(tmp_path):
     path = _gdcm_reencoded(tmp_path, CT_SLICE, "JPEGLosslessProcess14_1")
     syntax = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
     assert syntax == pydicom.uid.JPEGLosslessSV1
-    hu = ct.read_dicom_hu(path)
-    np.testing.assert_array_equal(hu, ct.read_dicom_hu(CT_SLICE))
+    hu = px.read_dicom_hu(path)
+    np.testing.assert_array_equal(hu, px.read_dicom_hu(CT_SLICE))
     assert hu.min() < -500 and hu.max() > 500  # real HU, not raw stored values
 
 
@@ -70,8 +70,8 @@ def test_jpeg_lossless_process_14_decodes_to_the_exact_hu(tmp_path):
     ids=["JPEG-LS near-lossless", "JPEG 2000 lossy"],
 )
 def test_lossy_encodings_decode_close_to_the_original(tmp_path, uid, kwargs, max_error):
-    original = ct.read_dicom_hu(CT_SLICE)
-    hu = ct.read_dicom_hu(_reencoded(tmp_path, uid, **kwargs))
+    original = px.read_dicom_hu(CT_SLICE)
+    hu = px.read_dicom_hu(_reencoded(tmp_path, uid, **kwargs))
     error = np.abs(hu - original)
     if max_error is not None:
         assert error.max() <= max_error  # JPEG-LS near-lossless bounds every pixel's error
@@ -82,8 +82,8 @@ def test_jpeg_baseline_8_bit_decodes_close_to_its_source(tmp_path):
     source = get_testdata_file("JPGLosslessP14SV1_1s_1f_8b.dcm")  # 8-bit grayscale
     path = _gdcm_reencoded(tmp_path, source, "JPEGBaselineProcess1")
     assert pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID == pydicom.uid.JPEGBaseline8Bit
-    reference = ct.read_dicom_hu(source)
-    assert np.abs(ct.read_dicom_hu(path) - reference).mean() < 0.05 * reference.std()
+    reference = px.read_dicom_hu(source)
+    assert np.abs(px.read_dicom_hu(path) - reference).mean() < 0.05 * reference.std()
 
 
 @pytest.mark.parametrize(
@@ -93,14 +93,14 @@ def test_jpeg_baseline_8_bit_decodes_close_to_its_source(tmp_path):
 )  # fmt: skip
 def test_pydicom_test_files_decode_to_their_uncompressed_twins(compressed, uncompressed):
     np.testing.assert_array_equal(
-        ct.read_dicom_hu(get_testdata_file(compressed)), ct.read_dicom_hu(get_testdata_file(uncompressed))
+        px.read_dicom_hu(get_testdata_file(compressed)), px.read_dicom_hu(get_testdata_file(uncompressed))
     )
 
 
 @pytest.mark.parametrize("name", ["JPEG-LL.dcm", "JPGLosslessP14SV1_1s_1f_8b.dcm", "JPEGLSNearLossless_16.dcm"])
 def test_pydicom_jpeg_test_files_decode(name):
     header = pydicom.dcmread(get_testdata_file(name), stop_before_pixels=True)
-    assert ct.read_dicom_hu(get_testdata_file(name)).shape == (header.Rows, header.Columns)
+    assert px.read_dicom_hu(get_testdata_file(name)).shape == (header.Rows, header.Columns)
 
 
 def test_deflated_explicit_vr_decodes(tmp_path):
@@ -110,9 +110,9 @@ def test_deflated_explicit_vr_decodes(tmp_path):
     dataset.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     dataset.save_as(tmp_path / "deflated.dcm", enforce_file_format=True)
     assert pydicom.dcmread(tmp_path / "deflated.dcm").file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
-    np.testing.assert_array_equal(ct.read_dicom_hu(tmp_path / "deflated.dcm"), ct.read_dicom_hu(CT_SLICE))
+    np.testing.assert_array_equal(px.read_dicom_hu(tmp_path / "deflated.dcm"), px.read_dicom_hu(CT_SLICE))
 
 
 def test_twelve_bit_jpeg_extended_names_the_plugin_that_decodes_it():
-    with pytest.raises(ct.DecoderMissingError, match="12-bit JPEG Extended needs the pylibjpeg-libjpeg plugin"):
-        ct.read_dicom_hu(get_testdata_file("JPEG-lossy.dcm"))
+    with pytest.raises(px.DecoderMissingError, match="12-bit JPEG Extended needs the pylibjpeg-libjpeg plugin"):
+        px.read_dicom_hu(get_testdata_file("JPEG-lossy.dcm"))

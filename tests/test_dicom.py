@@ -12,6 +12,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from scripts.ctio import dicom as ct
+from scripts.ctio import dicom_pixels as px
 from scripts.ctio.slices import iter_ct_slices
 
 from dicom_helpers import J2K_LOSSLESS, raw_slice, write_ct_slice
@@ -28,7 +29,7 @@ def test_shared_series_sorted_decoded_and_plausible(shared_ct_series):
     assert len(series) == 20 and series.sorted_by == "position"
     assert {s.transfer_syntax_uid for s in series.slices} == {J2K_LOSSLESS}
 
-    slices, infos = zip(*ct.iter_series_slices(series))
+    slices, infos = zip(*px.iter_series_slices(series))
     z = np.array([info["z"] for info in infos])
     assert np.all(np.diff(z) > 0), "slices must come out strictly ascending along the normal"
     assert np.allclose(np.diff(z), 2.0)  # 2 mm spacing (README)
@@ -73,7 +74,7 @@ def test_slices_sorted_by_position_with_exact_hu(synthetic_folder):
         s for s in ct.find_dicom_series(synthetic_folder["root"]) if s.series_instance_uid == synthetic_folder["uid_a"]
     )
     assert [s.path.name for s in series.slices] == ["c_2", "a_3", "b_1"]
-    out = list(ct.iter_series_slices(series))
+    out = list(px.iter_series_slices(series))
     assert [info["z"] for _, info in out] == [0.0, 5.0, 10.0]
     for array, info in out:
         expected = synthetic_folder["raws"][info["z"]].astype(np.float32) - 1024
@@ -108,7 +109,7 @@ def test_no_position_and_no_instance_number_sorts_by_natural_file_name(tmp_path,
     series = ct.find_dicom_series(tmp_path)[0]
     assert [s.path.name for s in series.slices] == ["img1", "img2", "img10"]
     assert series.sorted_by == "file_name" and "sorted by file name" in series.notes[0]
-    arrays = [array for array, _ in ct.iter_series_slices(series)]
+    arrays = [array for array, _ in px.iter_series_slices(series)]
     for array, name in zip(arrays, ["img1", "img2", "img10"]):
         np.testing.assert_array_equal(array, raw_slice(names.index(name)).astype(np.float32) - 1024)
 
@@ -132,7 +133,7 @@ def test_corrupt_slice_is_skipped_with_reason(synthetic_folder):
     damaged.save_as(root / "a_3")
     series = ct.find_dicom_series(root, recursive=False)[0]
     skipped: list = []
-    out = list(ct.iter_series_slices(series, skipped=skipped))
+    out = list(px.iter_series_slices(series, skipped=skipped))
     assert [info["z"] for _, info in out] == [0.0, 10.0]
     assert len(skipped) == 1 and skipped[0][0].name == "a_3"
     assert skipped[0][1].startswith("pixel data failed to decode")
@@ -146,8 +147,8 @@ def test_corrupt_slice_is_skipped_with_reason(synthetic_folder):
     "compressed, uncompressed", [("693_J2KR.dcm", "693_UNCR.dcm"), ("693_J2KI.dcm", "693_UNCI.dcm")]
 )
 def test_jpeg2000_decodes_to_the_uncompressed_twin(compressed, uncompressed):
-    hu = ct.read_dicom_hu(get_testdata_file(compressed))
-    np.testing.assert_array_equal(hu, ct.read_dicom_hu(get_testdata_file(uncompressed)))
+    hu = px.read_dicom_hu(get_testdata_file(compressed))
+    np.testing.assert_array_equal(hu, px.read_dicom_hu(get_testdata_file(uncompressed)))
     assert hu.dtype == np.float32 and hu.shape == (512, 512) and hu.std() > 100
 
 
@@ -163,10 +164,10 @@ def test_missing_decoder_raises_before_the_first_slice(monkeypatch, shared_ct_se
         is_available = False
         missing_dependencies = ["pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-openjpeg>=2.0"]
 
-    monkeypatch.setattr(ct, "get_decoder", lambda uid: Unavailable())
+    monkeypatch.setattr(px, "get_decoder", lambda uid: Unavailable())
     series = ct.find_dicom_series(shared_ct_series)[0]
-    with pytest.raises(ct.DecoderMissingError, match="pip install pylibjpeg-openjpeg"):
-        next(ct.iter_series_slices(series))
+    with pytest.raises(px.DecoderMissingError, match="pip install pylibjpeg-openjpeg"):
+        next(px.iter_series_slices(series))
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from scripts.ctio import dicom
+from scripts.ctio import dicom, dicom_pixels
 from scripts.ctio import nifti as ct
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -26,7 +26,7 @@ def lps_to_ras_affine(position, row_dir, col_dir, spacing, slice_step) -> np.nda
 
 def test_nifti_slices_match_the_dicom_layout(synthetic_folder, tmp_path):
     series = dicom.find_dicom_series(synthetic_folder["root"], recursive=False)[0]
-    dicom_slices = list(dicom.iter_series_slices(series))
+    dicom_slices = list(dicom_pixels.iter_series_slices(series))
     volume = np.stack([a.T for a, _ in dicom_slices], axis=-1)  # v[column, row, slice]
     affine = lps_to_ras_affine((0, 0, 0), (1, 0, 0), (0, 1, 0), 0.5, 5.0)
     path = tmp_path / "vol.nii.gz"

@@ -305,7 +305,7 @@ def test_an_output_folder_that_cannot_be_written_fails_before_scoring(
     import errno
     import shutil
 
-    import scripts.score
+    import scripts.utils.paths
 
     (tmp_path / "file").write_text("")
     argv = [str(study), "--checkpoint", str(tiny_checkpoint), "--network-preset", "hybrid_tiny"]
@@ -315,12 +315,12 @@ def test_an_output_folder_that_cannot_be_written_fails_before_scoring(
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(scripts.score.os, "fsync", full)
+    monkeypatch.setattr(scripts.utils.paths.os, "fsync", full)
     assert main([*argv, "--out", str(tmp_path / "full")]) == 2
     assert "cannot write outputs to" in capsys.readouterr().err
     monkeypatch.undo()
     monkeypatch.setattr(
-        scripts.score.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20)
+        scripts.utils.paths.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20)
     )
     assert main([*argv, "--out", str(tmp_path / "almost_full")]) == 2
     assert "only 1 MiB free (need 64)" in capsys.readouterr().err
@@ -331,7 +331,7 @@ def test_an_interrupted_run_resumes_without_reading_finished_series_again(
     tmp_path, study, tiny_checkpoint, monkeypatch
 ):
     import scripts.clinical.exam_report as exam_report
-    import scripts.ctio.dicom as dicom
+    import scripts.ctio.dicom_pixels as dicom_pixels
 
     full = _score(tmp_path / "full", [study], tiny_checkpoint, expect=3)
     write_series = exam_report.ExamReport._write_series
@@ -346,8 +346,10 @@ def test_an_interrupted_run_resumes_without_reading_finished_series_again(
     assert len(list(cut.glob("*/summary.json"))) == 1 and not (cut / "index.csv").exists()
     monkeypatch.undo()
     decoded = []
-    read = dicom.read_dicom_hu
-    monkeypatch.setattr(dicom, "read_dicom_hu", lambda path, frame=None: decoded.append(path) or read(path, frame))
+    read = dicom_pixels.read_dicom_hu
+    monkeypatch.setattr(
+        dicom_pixels, "read_dicom_hu", lambda path, frame=None: decoded.append(path) or read(path, frame)
+    )
     _score(tmp_path / "cut", [study], tiny_checkpoint, "--workers", "0", "--resume", expect=3)
     assert len(decoded) == (len(DOSES) - 1) * N_SLICES  # the finished series is not decoded again
     resumed, expected = _csv(cut / "index.csv"), _csv(full / "index.csv")

@@ -10,7 +10,7 @@ from monai.transforms import Compose
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from scripts.ctio.dicom import read_dicom_hu
+from scripts.ctio.dicom_pixels import read_dicom_hu
 from scripts.ctio.window import apply_hu_window
 from scripts.data import transforms as tr
 

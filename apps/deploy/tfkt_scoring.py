@@ -20,7 +20,8 @@ from monai.bundle import ConfigParser
 from tfkt_bundle_path import BUNDLE_ROOT  # first: it makes `scripts` importable in a MAP too
 
 from scripts.clinical.summary import summarize_series
-from scripts.ctio.dicom import DicomSeries, find_dicom_series, iter_series_slices
+from scripts.ctio.dicom import DicomSeries, find_dicom_series
+from scripts.ctio.dicom_pixels import iter_series_slices
 from scripts.ctio.slices import slice_identity
 from scripts.nets.weights import load_state_dict_file
 

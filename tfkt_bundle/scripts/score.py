@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from scripts.command import BUNDLE_ROOT, inference_configs, model_overrides
 from scripts.utils.cli import report_error, root_cause
+from scripts.utils.paths import writable_dir
 
 __all__ = ["DEFAULT_CHECKPOINT", "DEFAULT_ONNX", "EXIT_CODES", "build_parser", "score", "main"]
 
@@ -46,7 +44,6 @@ EXIT_CODES = {
 CONFIGS = BUNDLE_ROOT / "configs"
 DEFAULT_CHECKPOINT = BUNDLE_ROOT / "models" / "model.pt"
 DEFAULT_ONNX = BUNDLE_ROOT / "models" / "model.onnx"
-MIN_FREE_BYTES = 64 * 2**20  # a report page with thumbnails and per-series plots is a few MB per hundred series
 BACKENDS = ("auto", "torch", "openvino", "onnx")
 _TRAIN_ONE = "make one with `make demo` or the training workflow (README: Workflows), or pass --checkpoint"
 _MAKE_IT = {"torch": _TRAIN_ONE, "openvino": _TRAIN_ONE, "onnx": "export one (README: Export), or pass --checkpoint"}
@@ -118,7 +115,7 @@ def _checked(args: argparse.Namespace, inputs: Sequence[str]) -> argparse.Namesp
 
         if not torch.cuda.is_available():
             raise ValueError("--device cuda: no CUDA device is visible to torch")
-    _check_writable(args.out)
+    writable_dir(args.out)
     return args
 
 
@@ -149,23 +146,6 @@ def resolved_backend(backend: str, device: str) -> str:
         if torch.cuda.is_available():
             return "torch"
     return "openvino"
-
-
-def _check_writable(out: Path) -> None:
-    """Fail before any scoring when the outputs could not be written: not a folder, read-only, or a full disk."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-") as probe:
-            probe.write(b"\0" * 4096)
-            probe.flush()
-            os.fsync(probe.fileno())
-    except OSError as err:
-        raise OSError(f"cannot write outputs to {out}: {err.strerror or err}") from None
-    free = shutil.disk_usage(out).free
-    if free < MIN_FREE_BYTES:
-        raise OSError(
-            f"cannot write outputs to {out}: only {free / 2**20:.0f} MiB free (need {MIN_FREE_BYTES / 2**20:.0f})"
-        )
 
 
 def _overrides(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> dict:

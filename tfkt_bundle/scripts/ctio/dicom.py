@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,11 +24,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_file_meta_info
 from pydicom.multival import MultiValue
-from pydicom.pixels import apply_modality_lut, get_decoder, pixel_array
-from pydicom.tag import Tag
-from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from scripts.utils.numbers import finite_float
 
@@ -36,16 +32,13 @@ from .kinds import natural_key
 
 __all__ = [
     "ACQUISITION_FIELDS",
-    "DecoderMissingError",
     "DicomSlice",
     "DicomSeries",
     "DicomSeriesList",
     "Skip",
     "find_dicom_series",
-    "check_decoders",
-    "read_dicom_hu",
-    "iter_series_slices",
     "record_skip",
+    "group_attr",
 ]
 
 LOGGER = logging.getLogger(__name__)
@@ -74,10 +67,6 @@ ACQUISITION_FIELDS = {
     "slice_thickness": ("SliceThickness", "PixelMeasuresSequence"),
 }
 NUMERIC_ACQUISITION_FIELDS = ("kvp", "exposure_mas", "ctdi_vol", "slice_thickness")
-
-
-class DecoderMissingError(RuntimeError):
-    """Raised when pixel data needs a decoder plugin that is not installed (an environment problem, not a data one)."""
 
 
 class _SkipItemError(Exception):
@@ -233,7 +222,7 @@ def _check_ct_image(header: Dataset) -> None:
         raise _SkipItemError(f"not grayscale (SamplesPerPixel {header.SamplesPerPixel})")
     if "LOCALIZER" in [str(v).upper() for v in _multi(header.get("ImageType"))]:
         raise _SkipItemError("localizer (scout) image, not an axial slice")
-    rescale_type = str(_group_attr(header, None, "PixelValueTransformationSequence", "RescaleType") or "HU")
+    rescale_type = str(group_attr(header, None, "PixelValueTransformationSequence", "RescaleType") or "HU")
     if rescale_type.upper() != "HU":
         raise _SkipItemError(f"values are not HU (RescaleType {rescale_type!r})")
 
@@ -244,7 +233,7 @@ def _multi(value) -> list:
     return list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
 
 
-def _group_attr(header: Dataset, frame: int | None, sequence: str, keyword: str):
+def group_attr(header: Dataset, frame: int | None, sequence: str, keyword: str):
     """Read ``keyword`` from the dataset, else from an enhanced multi-frame functional group (per-frame first)."""
     if keyword in header:
         return header.get(keyword)
@@ -303,8 +292,8 @@ def _slices_of(header: Dataset, path: Path) -> list[DicomSlice]:
             z=_slice_z(header, frame),
             frame=frame,
             transfer_syntax_uid=syntax,
-            pixel_spacing=_floats(_group_attr(header, frame, "PixelMeasuresSequence", "PixelSpacing"), 2),
-            orientation=_floats(_group_attr(header, frame, "PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+            pixel_spacing=_floats(group_attr(header, frame, "PixelMeasuresSequence", "PixelSpacing"), 2),
+            orientation=_floats(group_attr(header, frame, "PlaneOrientationSequence", "ImageOrientationPatient"), 6),
             acquisition=_acquisition(header, frame),
         )
         for frame in frames
@@ -315,9 +304,9 @@ def _acquisition(header: Dataset, frame: int | None) -> tuple[tuple[str, float |
     """The :data:`ACQUISITION_FIELDS` present in a header; ExposureInmAs stands in for Exposure in enhanced CT."""
     found = []
     for key, (keyword, group) in ACQUISITION_FIELDS.items():
-        value = _group_attr(header, frame, group, keyword) if group else header.get(keyword)
+        value = group_attr(header, frame, group, keyword) if group else header.get(keyword)
         if value is None and key == "exposure_mas":
-            value = _group_attr(header, frame, "CTExposureSequence", "ExposureInmAs")
+            value = group_attr(header, frame, "CTExposureSequence", "ExposureInmAs")
         if value is None or value == "":
             continue
         if key in NUMERIC_ACQUISITION_FIELDS:
@@ -345,8 +334,8 @@ def _floats(value, count: int) -> tuple[float, ...] | None:
 
 
 def _slice_z(header: Dataset, frame: int | None) -> float | None:
-    orientation = _floats(_group_attr(header, frame, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
-    position = _floats(_group_attr(header, frame, "PlanePositionSequence", "ImagePositionPatient"), 3)
+    orientation = _floats(group_attr(header, frame, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+    position = _floats(group_attr(header, frame, "PlanePositionSequence", "ImagePositionPatient"), 3)
     if orientation is None or position is None:
         return None
     normal = np.cross(orientation[:3], orientation[3:])
@@ -413,161 +402,3 @@ def _note_shared_positions(series: DicomSeries, log: bool) -> None:
         if log:
             LOGGER.warning("series %s: %s", series.series_description or series.series_instance_uid, note)
         series.notes.append(note)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# DICOM pixels: decoding slice by slice
-
-
-def check_decoders(transfer_syntax_uids: Sequence[str]) -> None:
-    """Raise :class:`DecoderMissingError` naming the package to install if a transfer syntax cannot be decoded.
-
-    Syntaxes that pydicom does not support at all are left to the per-slice decode, which skips them with a reason.
-    """
-    for uid in sorted(set(transfer_syntax_uids)):
-        try:
-            decoder = get_decoder(uid)
-        except NotImplementedError:
-            continue
-        if not decoder.is_available:
-            name = pydicom.uid.UID(uid).name
-            needs = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
-            raise DecoderMissingError(
-                f"cannot decode {name} pixel data: no decoder plugin is installed "
-                f"(pip install {_decoder_package(name)}; pydicom's plugins need: {needs})"
-            )
-
-
-def _decoder_package(syntax_name: str) -> str:
-    """The usual pip package for a transfer syntax (pydicom names plugins, not always their pip names)."""
-    name = syntax_name.lower()
-    if "2000" in name:
-        return "pylibjpeg-openjpeg"
-    if "jpeg-ls" in name:
-        return "pyjpegls"
-    if "rle" in name:
-        return "pylibjpeg-rle"
-    return "python-gdcm"  # JPEG lossless, baseline and (8-bit) extended; BSD-licensed
-
-
-def read_dicom_hu(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
-    """Decode one DICOM slice (or one frame) to Hounsfield units as float32 (H, W).
-
-    Only the requested frame is read from disk. RescaleSlope/Intercept (or a Modality LUT, or for enhanced
-    multi-frame files the frame's Pixel Value Transformation) are applied with pydicom's ``apply_modality_lut``.
-
-    Args:
-        path: a DICOM file.
-        frame: 0-based frame index for multi-frame files; None for a single-frame file.
-
-    Raises:
-        DecoderMissingError: the transfer syntax needs a plugin that is not installed.
-        ValueError: the file is multi-frame and no frame was given, or the pixels are not one 2-D grayscale frame.
-    """
-    header = Dataset()
-    # Enhanced multi-frame files keep the rescale in their functional groups (pydicom wants tags here, not keywords).
-    groups = [Tag("SharedFunctionalGroupsSequence"), Tag("PerFrameFunctionalGroupsSequence")]
-    tags = groups if frame is not None else None
-    try:
-        raw = pixel_array(path, index=frame, ds_out=header, specific_tags=tags)
-    except AttributeError:  # no pixel data found: pydicom's file-level reader does not inflate deflated files
-        if read_file_meta_info(path).TransferSyntaxUID != DeflatedExplicitVRLittleEndian:
-            raise
-        raw, header = _deflated_frame(path, frame)
-    except RuntimeError as err:
-        _raise_decoder_error(path, err)
-    if raw.ndim != 2:
-        hint = " (multi-frame file: pass frame=)" if raw.ndim == 3 and frame is None else ""
-        raise ValueError(f"{path}: expected one 2-D grayscale frame, got pixel array of shape {raw.shape}{hint}")
-    return np.asarray(apply_modality_lut(raw, _rescale_source(header, frame)), dtype=np.float32)
-
-
-def _deflated_frame(path: str | os.PathLike, frame: int | None) -> tuple[np.ndarray, Dataset]:
-    """Deflated files are inflated whole (they are rare and small), then the frame is taken."""
-    dataset = pydicom.dcmread(path)
-    raw = dataset.pixel_array
-    return (raw if frame is None else raw[frame]), dataset
-
-
-def _raise_decoder_error(path: str | os.PathLike, err: RuntimeError) -> None:
-    """Turn pydicom's decoder failures into what to install, or re-raise (the slice is then skipped)."""
-    if "missing dependencies" in str(err):
-        try:
-            check_decoders([read_file_meta_info(path).TransferSyntaxUID])
-        except DecoderMissingError as missing:
-            raise DecoderMissingError(f"{path}: {missing}") from None
-        raise DecoderMissingError(f"{path}: {err}") from None
-    if "12-bit precision" in str(err):  # JPEG Extended 12-bit: only the GPL-licensed libjpeg plugin decodes it
-        raise DecoderMissingError(
-            f"{path}: 12-bit JPEG Extended needs the pylibjpeg-libjpeg plugin (GPL-3.0, not installed by this "
-            "bundle): pip install pylibjpeg-libjpeg"
-        ) from None
-    raise err
-
-
-def _rescale_source(header: Dataset, frame: int | None) -> Dataset:
-    """The dataset holding the rescale for this frame: the file's own, or its enhanced functional group item."""
-    if "RescaleSlope" in header or "ModalityLUTSequence" in header:
-        return header
-    source = Dataset()
-    for keyword in ("RescaleSlope", "RescaleIntercept"):
-        value = _group_attr(header, frame, "PixelValueTransformationSequence", keyword)
-        if value is not None:
-            setattr(source, keyword, value)
-    return source
-
-
-def iter_series_slices(
-    series: DicomSeries, skipped: list[Skip] | None = None, keep: Callable[[int], bool] | None = None
-) -> Iterator[tuple[np.ndarray, dict]]:
-    """Yield the slices of a series in sorted order, one decoded slice in memory at a time.
-
-    Args:
-        series: a series from :func:`find_dicom_series`.
-        skipped: if given, (path, reason) of each slice that failed to decode is appended (it is also logged).
-        keep: if given, only slices whose index in the sorted series it accepts are decoded and yielded (one
-            share of the series for one of several parallel readers).
-
-    Yields:
-        (slice, info): float32 (H, W) array and a dict with ``source``, ``frame``, ``slice_index``,
-        ``series_slices`` (slices the series holds after header checks), ``z``,
-        ``instance_number``, ``sop_instance_uid``, ``series_instance_uid``, ``study_instance_uid``,
-        ``series_description``, ``pixel_spacing``, ``kind`` ("dicom"), ``is_hu`` (True: values are HU) and the
-        :data:`ACQUISITION_FIELDS` the slice's header holds.
-
-    Raises:
-        DecoderMissingError: before the first slice, if the series' encoding needs a plugin that is missing.
-    """
-    check_decoders([s.transfer_syntax_uid for s in series.slices])
-    sink = skipped if skipped is not None else []
-    for index, item in enumerate(series.slices):
-        if keep is not None and not keep(index):
-            continue
-        try:
-            hu = read_dicom_hu(item.path, item.frame)
-        except DecoderMissingError:
-            raise
-        except Exception as err:  # a damaged slice is one unusable item, not a failed series
-            where = item.path if item.frame is None else Path(f"{item.path}#frame{item.frame}")
-            record_skip(sink, where, f"pixel data failed to decode ({type(err).__name__}: {err})")
-            continue
-        yield hu, _dicom_info(series, item, index)
-
-
-def _dicom_info(series: DicomSeries, item: DicomSlice, index: int) -> dict:
-    return {
-        "kind": "dicom",
-        "source": str(item.path),
-        "frame": item.frame,
-        "slice_index": index,
-        "series_slices": len(series.slices),
-        "z": item.z,
-        "instance_number": item.instance_number,
-        "sop_instance_uid": item.sop_instance_uid,
-        "series_instance_uid": series.series_instance_uid,
-        "study_instance_uid": series.study_instance_uid,
-        "series_description": series.series_description,
-        "pixel_spacing": item.pixel_spacing,
-        "is_hu": True,
-        **dict(item.acquisition),
-    }

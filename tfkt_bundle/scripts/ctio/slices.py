@@ -13,16 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .dicom import (
-    ACQUISITION_FIELDS,
-    NUMERIC_ACQUISITION_FIELDS,
-    DicomSeriesList,
-    Skip,
-    find_dicom_series,
-    iter_series_slices,
-    read_dicom_hu,
-    record_skip,
-)
+from .dicom import ACQUISITION_FIELDS, NUMERIC_ACQUISITION_FIELDS, DicomSeriesList, Skip, find_dicom_series, record_skip
+from .dicom_pixels import iter_series_slices, read_dicom_hu
 from .images import read_image_file
 from .kinds import file_kind, listed_inputs
 from .nifti import iter_nifti_slices

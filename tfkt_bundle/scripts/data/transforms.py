@@ -45,7 +45,7 @@ from monai.transforms import (
 )
 from monai.utils import MetaKeys, ensure_tuple
 
-from scripts.ctio.dicom import read_dicom_hu
+from scripts.ctio.dicom_pixels import read_dicom_hu
 from scripts.ctio.images import read_image_file
 from scripts.ctio.kinds import IMAGE_SUFFIXES, file_kind
 from scripts.ctio.window import DEFAULT_HU_WINDOW, apply_hu_window, check_hu_window
@@ -60,8 +60,8 @@ class SliceReader(ImageReader):
     - TIFF: LDCTIQAC float32 slices kept as they are (must be in [0, 1] within 1e-3), 8/16-bit scaled by bit depth.
     - PNG/JPEG/BMP: 8/16-bit scaled by bit depth; colour converted to BT.601 luminance (the network is 1-channel).
     - DICOM (one single-frame file): HU from RescaleSlope/Intercept, then windowed with ``hu_window``. MONAI's
-      ``PydicomReader`` would also rescale to HU, but this goes through :mod:`scripts.ctio.dicom` so that a single
-      slice and a streamed series share one decode path (same decoder checks and errors).
+      ``PydicomReader`` would also rescale to HU, but this goes through :mod:`scripts.ctio.dicom_pixels` so that a
+      single slice and a streamed series share one decode path (same decoder checks and errors).
 
     The array keeps the file's row/column order (no transpose), matching :mod:`scripts.ctio`.
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.ctio.dicom import DicomSeries, Skip, iter_series_slices, record_skip
+from scripts.ctio.dicom import DicomSeries, Skip, record_skip
+from scripts.ctio.dicom_pixels import iter_series_slices
 from scripts.ctio.kinds import file_kind, listed_inputs
 from scripts.ctio.slices import find_ct_series, finite_slices, iter_ct_slices, slice_identity
 

@@ -69,7 +69,8 @@ import tifffile
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from scripts.ctio.dicom import find_dicom_series, read_dicom_hu
+from scripts.ctio.dicom import find_dicom_series
+from scripts.ctio.dicom_pixels import read_dicom_hu
 from scripts.ctio.window import apply_hu_window
 from scripts.synthesis.simulate import SimulatorConfig, SliceSimulator
 from scripts.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
