@@ -35,7 +35,7 @@ EXIT_CODES = {
     EXIT_OK: "every input scored",
     EXIT_FAILED: "the run failed (one-line error; TFKT_DEBUG=1 for the traceback)",
     EXIT_USAGE: "bad usage or set-up: an unknown option, a missing input or checkpoint, an output folder that cannot "
-    "be written (read-only, full disk), no CUDA for --device cuda",
+    "be written (read-only, full disk), no CUDA for --device cuda, a missing package (e.g. a DICOM decoder)",
     EXIT_SKIPPED: "scored, but some inputs, files or slices were skipped (reasons in OUTDIR/skipped.csv)",
     EXIT_NOTHING: "nothing could be scored (reasons in OUTDIR/skipped.csv)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C): the series finished so far are kept; rerun with --resume",
@@ -221,9 +221,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # MONAI wraps what the workflow raises: look at the cause
         from scripts.clinical.exam_report import NothingScoredError  # loaded by the workflow already
 
-        if not isinstance(root_cause(err), NothingScoredError):
+        root = root_cause(err)
+        if isinstance(root, ImportError):  # a missing package (a DICOM decoder, a backend): a set-up problem
+            print(f"error: {type(root).__name__}: {root}", file=sys.stderr)
+            return EXIT_USAGE
+        if not isinstance(root, NothingScoredError):
             raise
-        print(f"error: {root_cause(err)}", file=sys.stderr)
+        print(f"error: {root}", file=sys.stderr)
         return EXIT_NOTHING
     return EXIT_SKIPPED if skipped else EXIT_OK
 

@@ -1,12 +1,21 @@
 """DICOM pixels: decode one slice (or one frame) at a time to Hounsfield units, naming any missing decoder.
 
 Series come from :func:`scripts.ctio.dicom.find_dicom_series`; nothing here holds more than one decoded slice.
+
+Every transfer syntax decodes with BSD-licensed plugins. pydicom's GDCM plugin refuses 12-bit JPEG Extended,
+although GDCM itself decodes it, so this module registers itself as one more pydicom decoder plugin for that syntax
+(:func:`is_available`, ``DECODER_DEPENDENCIES`` and ``_decode_jpeg_12_bit`` are the plugin protocol). Without it
+only the GPL-3.0 pylibjpeg-libjpeg would decode such files.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +23,26 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
 from pydicom.pixels import apply_modality_lut, get_decoder, pixel_array
+from pydicom.pixels.decoders import JPEGExtended12BitDecoder
+from pydicom.pixels.decoders.base import DecodeRunner
 from pydicom.tag import Tag
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGExtended12Bit
 
 from .dicom import DicomSeries, DicomSlice, Skip, group_attr, record_skip
 
 __all__ = ["DecoderMissingError", "check_decoders", "read_dicom_hu", "iter_series_slices"]
 
 
-class DecoderMissingError(RuntimeError):
-    """Raised when pixel data needs a decoder plugin that is not installed (an environment problem, not a data one)."""
+JPEG_12_BIT_PLUGIN = "gdcm-12-bit"
+DECODER_DEPENDENCIES = {JPEGExtended12Bit: ("gdcm>=3.0.10",)}  # pip install python-gdcm
+_NATIVE_STDERR = threading.Lock()
+
+
+class DecoderMissingError(ImportError):
+    """Raised when pixel data needs a decoder plugin that is not installed (an environment problem, not a data one).
+
+    An ImportError, since a package is missing: command-line entry points report it in one line, not a traceback.
+    """
 
 
 def check_decoders(transfer_syntax_uids: Sequence[str]) -> None:
@@ -104,12 +123,68 @@ def _raise_decoder_error(path: str | os.PathLike, err: RuntimeError) -> None:
         except DecoderMissingError as missing:
             raise DecoderMissingError(f"{path}: {missing}") from None
         raise DecoderMissingError(f"{path}: {err}") from None
-    if "12-bit precision" in str(err):  # JPEG Extended 12-bit: only the GPL-licensed libjpeg plugin decodes it
-        raise DecoderMissingError(
-            f"{path}: 12-bit JPEG Extended needs the pylibjpeg-libjpeg plugin (GPL-3.0, not installed by this "
-            "bundle): pip install pylibjpeg-libjpeg"
-        ) from None
+    # pydicom's other plugins refuse 12-bit JPEG Extended; with this module's GDCM one in place it is a damaged file.
+    if "12-bit precision" in str(err) and JPEG_12_BIT_PLUGIN not in JPEGExtended12BitDecoder.available_plugins:
+        raise DecoderMissingError(f"{path}: 12-bit JPEG Extended needs GDCM: pip install python-gdcm") from None
     raise err
+
+
+def is_available(uid: str) -> bool:
+    """pydicom plugin protocol: whether this module's GDCM decoder can decode ``uid`` here."""
+    return uid == JPEGExtended12Bit and importlib.util.find_spec("gdcm") is not None
+
+
+def _decode_jpeg_12_bit(src: bytes, runner: DecodeRunner) -> bytes:
+    """pydicom plugin protocol: one 12-bit JPEG Extended frame decoded by GDCM, as pydicom's GDCM plugin does it."""
+    import gdcm  # python-gdcm, BSD-licensed
+
+    fragment = gdcm.Fragment()
+    fragment.SetByteStringValue(src)
+    fragments = gdcm.SequenceOfFragments.New()
+    fragments.AddFragment(fragment)
+    element = gdcm.DataElement(gdcm.Tag(0x7FE0, 0x0010))
+    element.SetValue(fragments.__ref__())
+    image = gdcm.Image()
+    image.SetNumberOfDimensions(2)
+    image.SetDimensions((runner.columns, runner.rows, 1))
+    image.SetDataElement(element)
+    kind = gdcm.PhotometricInterpretation.GetPIType(str(runner.photometric_interpretation))
+    image.SetPhotometricInterpretation(gdcm.PhotometricInterpretation(kind))
+    image.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.GetTSType(str(JPEGExtended12Bit))))
+    bits = runner.bits_stored
+    image.SetPixelFormat(
+        gdcm.PixelFormat(runner.samples_per_pixel, runner.bits_allocated, bits, bits - 1, runner.pixel_representation)
+    )
+    with _quiet_native_stderr():
+        buffer = image.GetBuffer()
+    # GDCM hands the buffer back as a str of the raw bytes.
+    frame = buffer.encode("utf-8", "surrogateescape") if buffer else b""
+    if len(frame) != runner.frame_length(unit="bytes"):
+        raise ValueError(f"GDCM decoded {len(frame)} bytes, the frame holds {runner.frame_length(unit='bytes')}")
+    return frame
+
+
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence the C-level stderr: GDCM's libjpeg prints a line each time it hands a 12-bit stream from its 8-bit
+    codec to its 12-bit one, i.e. on every slice."""
+    with _NATIVE_STDERR:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _register_jpeg_12_bit_plugin() -> None:
+    try:  # pydicom lists it as missing (DECODER_DEPENDENCIES) where GDCM is not installed
+        JPEGExtended12BitDecoder.add_plugin(JPEG_12_BIT_PLUGIN, (__name__, "_decode_jpeg_12_bit"))
+    except ValueError:  # registered already: the module was imported again
+        pass
 
 
 def _rescale_source(header: Dataset, frame: int | None) -> Dataset:
@@ -178,3 +253,6 @@ def _dicom_info(series: DicomSeries, item: DicomSlice, index: int) -> dict:
         "is_hu": True,
         **dict(item.acquisition),
     }
+
+
+_register_jpeg_12_bit_plugin()
