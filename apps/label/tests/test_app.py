@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 
 from scripts.ctio.slices import iter_ct_slices
 from scripts.ctio.window import DEFAULT_HU_WINDOW
+from scripts.nets.manifest import WeightsHashError, add_entry
 from scripts.nets.networks import create_network
 
 from conftest import APP_DIR, N_SLICES, REPO_ROOT, TINY_PRESET
@@ -107,6 +109,34 @@ def test_missing_checkpoint_names_the_file(tmp_path):
     missing = tmp_path / "nowhere.pt"
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
         QualityScore(load_bundle(network_preset=TINY_PRESET), missing)
+
+
+def test_released_checkpoint_is_verified_at_start_up_and_on_reload(tiny_checkpoint, studies, tmp_path):
+    """A checkpoint listed in its bundle's large_files.yml is used only while its SHA-256 matches."""
+    (tmp_path / "large_files.yml").write_text("large_files: []\n")
+    released = tmp_path / "models" / "model.pt"
+    released.parent.mkdir()
+    shutil.copyfile(tiny_checkpoint, released)
+    add_entry(released)
+    bundle = load_bundle(network_preset=TINY_PRESET)
+    task = QualityScore(bundle, released)
+    (expected,) = reference_scores(studies / "clean.png", released)
+    assert infer(task, studies / "clean.png")["score"] == pytest.approx(expected, abs=1e-5)
+    data = bytearray(released.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    released.write_bytes(bytes(data))
+    os.utime(released, ns=(0, released.stat().st_mtime_ns + 10**9))  # a changed file, whatever the clock's step
+    with pytest.raises(WeightsHashError, match=f"refusing {released}: its sha256"):
+        infer(task, studies / "clean.png")
+    with pytest.raises(WeightsHashError, match="expects"):
+        QualityScore(bundle, released)
+
+
+def test_checkpoint_holding_objects_is_refused(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"model": {}, "optimizer": torch.optim.Adam}, path)  # a class: unpickling would import and run code
+    with pytest.raises(ValueError, match="holds objects other than tensors"):
+        QualityScore(load_bundle(network_preset=TINY_PRESET), path)
 
 
 def test_unknown_model_is_refused(studies, tiny_checkpoint):

@@ -1,6 +1,7 @@
 """Initial weights from local files only: ImageNet backbones and bundle checkpoints.
 
-Nothing here downloads. A missing file is a ``FileNotFoundError`` that names it. ImageNet weights are
+Nothing here downloads. A missing file is a ``FileNotFoundError`` that names it; a released file whose SHA-256
+differs from the bundle's ``large_files.yml`` is refused (:mod:`scripts.nets.manifest`). ImageNet weights are
 3-channel; a 1-channel stem gets the sum over the colour channels, which is exactly the 3-channel network fed a
 grey image replicated three times (the networks normalise every channel with the same mean and std).
 """
@@ -9,11 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 from pathlib import Path
 
 import timm
 import torch
 from torch import nn
+
+from scripts.nets.manifest import verify_weights
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +39,16 @@ def lite0_weights_path() -> Path:
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict (or a checkpoint wrapping one) from a local file, tensors only."""
-    path = Path(path)
+    """Read a state dict (or a checkpoint wrapping one) from a local file, tensors only.
+
+    A file listed in its bundle's ``large_files.yml`` is loaded only if its SHA-256 matches
+    (:func:`scripts.nets.manifest.verify_weights`); unpickling is restricted to tensors and plain containers
+    (``torch.load(weights_only=True)``), so a file holding other objects is refused before any of its code runs.
+    """
+    path = verify_weights(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = _load_tensors_only(path)
     for key in _WRAPPER_KEYS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -46,6 +56,19 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _load_tensors_only(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message is a page of advice; the line that names the refused object is the one to report.
+        found = re.search(r"WeightsUnpickler error: (.+?)(?: Please use|$)", str(err), re.MULTILINE)
+        detail = found.group(1).rstrip(". ") if found else str(err).strip().splitlines()[0]
+        raise ValueError(
+            f"refusing {path}: it holds objects other than tensors ({detail}); weights load only as a state dict "
+            "of tensors, e.g. torch.save(network.state_dict(), path)"
+        ) from None
 
 
 def remap_by_order(source: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -10,9 +11,12 @@ from typing import Any
 import torch
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
+from torch import nn
 
 from lib.bundle import Bundle
 from lib.transforms.slices import ReadSlicesd
+from scripts.nets.manifest import listed_entry
+from scripts.nets.weights import load_state_dict_file
 
 __all__ = ["QUALITY_LABEL", "QualityScore"]
 
@@ -45,11 +49,14 @@ class QualityScore(BasicInferTask):
         description: str = "CT image quality per slice (0 = bad ... 4 = excellent), tfkt_bundle",
     ) -> None:
         path = os.fspath(checkpoint or bundle.checkpoint)
-        # Fail at start-up with the file's name: BasicInferTask would only say so at the first request.
-        if not os.path.isfile(path):
+        # Fail at start-up with the file's name: BasicInferTask would only say so at the first request. A released
+        # file that is missing gets its manifest's reason (where to download it) from the loader instead.
+        if not os.path.isfile(path) and listed_entry(path) is None:
             raise FileNotFoundError(
                 f"{path} does not exist: train the bundle (README: Workflows) or pass --conf checkpoint <file>"
             )
+        # Loaded here, so that a refused file (hash mismatch, pickled objects) also stops the app at start-up.
+        self._weights = _Weights(path)
         super().__init__(
             path=path,
             network=bundle.network,
@@ -73,7 +80,7 @@ class QualityScore(BasicInferTask):
 
     def run_inferer(self, data: dict[str, Any], convert_to_batch: bool = True, device: str = "cuda") -> dict:
         """Score the slices in batches of equal shape (a DICOM folder may hold series of other sizes)."""
-        network = self._get_network(device, data)
+        network = self._weights.network(self.bundle.network, device)
         inferer = self.inferer(data)
         scores: list[float] = []
         with torch.no_grad():
@@ -94,6 +101,34 @@ class QualityScore(BasicInferTask):
             "prediction": [{"idx": k, "label": QUALITY_LABEL, "score": s} for k, s in enumerate(scores)],
         }
         return None, result
+
+
+class _Weights:
+    """The checkpoint's tensors, verified and loaded again when the file changes, and the network on each device.
+
+    In place of BasicInferTask's loader, which unpickles the file with ``torch.load`` as it is: here every load
+    goes through :func:`scripts.nets.weights.load_state_dict_file` (the bundle manifest's SHA-256 for a released
+    file, tensors only).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._mtime = os.stat(path).st_mtime if os.path.exists(path) else None
+        self._state = load_state_dict_file(path)
+        self._networks: dict[str, nn.Module] = {}
+
+    def network(self, template: nn.Module, device: str) -> nn.Module:
+        """``template`` with the weights, on ``device``, in eval mode; one copy per device."""
+        mtime = os.stat(self.path).st_mtime
+        if mtime != self._mtime:
+            logger.info("%s changed: loading its weights again", self.path)
+            self._state, self._mtime = load_state_dict_file(self.path), mtime
+            self._networks.clear()
+        if device not in self._networks:
+            network = copy.deepcopy(template).to(torch.device(device))
+            network.load_state_dict(self._state, strict=True)
+            self._networks[device] = network.eval()
+        return self._networks[device]
 
 
 def _batches(images: Sequence[torch.Tensor], size: int) -> Iterator[list[torch.Tensor]]:
