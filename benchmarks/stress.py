@@ -7,8 +7,10 @@ Builds, from one DICOM series (default: the shared 20-slice JPEG 2000 abdomen se
 slices (the series repeated, each copy with new SOPInstanceUIDs and positions further along z) and a study of
 ``--n-series`` series (copies with new Series/SOP UIDs), pixel data kept as stored. Scores each with
 ``tfkt-score`` in a child process and prints its wall time, slices per second, peak resident memory (the child's
-``ru_maxrss``), and whether every slice of every series reached the outputs with nothing skipped.
-Without ``--checkpoint`` the scores come from a randomly initialised network (timing and memory only).
+``ru_maxrss``), and whether every slice of every series reached the outputs with nothing skipped: each series
+folder with its ``scores.csv`` (one row per slice) and ``summary.json``, ``index.csv`` and ``report.html``. Exits 1
+when a run is incomplete. Without ``--checkpoint`` the scores come from a randomly initialised network (timing and
+memory only).
 """
 
 from __future__ import annotations
@@ -88,11 +90,23 @@ def score(inputs: Path, out: Path, checkpoint: Path, preset: str | None, options
         raise SystemExit(f"tfkt-score failed ({code}): {log.read_text()[-2000:]}")
     with open(out / "index.csv", newline="") as handle:
         index = list(csv.DictReader(handle))
-    scored = sum(len(list(csv.DictReader(open(out / r["folder"] / "scores.csv")))) for r in index)
-    with open(out / "skipped.csv", newline="") as handle:
-        skipped = len(list(csv.DictReader(handle)))
+    scored = sum(_rows(out / r["folder"] / "scores.csv") for r in index)
+    missing = [r["folder"] for r in index if not (out / r["folder"] / "summary.json").is_file()]
+    missing += [] if (out / "report.html").is_file() else ["report.html"]
     peak = usage.ru_maxrss / 2**20  # KiB -> GiB
-    return {"wall_s": wall, "series": len(index), "scored": scored, "skipped": skipped, "peak_gib": peak}
+    return {
+        "wall_s": wall,
+        "series": len(index),
+        "scored": scored,
+        "skipped": _rows(out / "skipped.csv"),
+        "missing": missing,
+        "peak_gib": peak,
+    }
+
+
+def _rows(table: Path) -> int:
+    with open(table, newline="") as handle:
+        return len(list(csv.DictReader(handle)))
 
 
 def main() -> None:
@@ -111,18 +125,35 @@ def main() -> None:
             checkpoint = root / "random.pt"
             torch.save(create_network(args.network_preset or "hybrid_lite0").state_dict(), checkpoint)
         runs = [
-            ("one series, short", build_long_series(datasets, root / "short", len(datasets)), root / "short"),
-            (f"one series of {args.slices}", build_long_series(datasets, root / "long", args.slices), root / "long"),
-            (f"{args.n_series} series", build_study(datasets, root / "study", args.n_series), root / "study"),
+            ("one series, short", 1, build_long_series(datasets, root / "short", len(datasets)), root / "short"),
+            (f"one series of {args.slices}", 1, build_long_series(datasets, root / "long", args.slices), root / "long"),
+            (
+                f"{args.n_series} series",
+                args.n_series,
+                build_study(datasets, root / "study", args.n_series),
+                root / "study",
+            ),
         ]
-        header = ("run", "slices", "series", "scored", "skipped", "wall s", "slices/s", "peak RSS GiB")
+        header = ("run", "slices", "series", "scored", "skipped", "wall s", "slices/s", "peak RSS GiB", "complete")
         print(f"{header[0]:<24} " + " ".join(f"{h:>8}" for h in header[1:]))
-        for name, slices, inputs in runs:
+        incomplete = []
+        for name, n_series, slices, inputs in runs:
             result = score(inputs, root / f"out_{inputs.name}", checkpoint, args.network_preset)
             rate = result["scored"] / result["wall_s"]
+            complete = (result["series"], result["scored"], result["skipped"], result["missing"]) == (
+                n_series,
+                slices,
+                0,
+                [],
+            )
+            incomplete += [] if complete else [f"{name}: {result}"]
             numbers = (slices, result["series"], result["scored"], result["skipped"])
-            timing = f"{result['wall_s']:>8.1f} {rate:>8.2f} {result['peak_gib']:>8.2f}"
+            timing = (
+                f"{result['wall_s']:>8.1f} {rate:>8.2f} {result['peak_gib']:>8.2f} {'yes' if complete else 'NO':>8}"
+            )
             print(f"{name:<24} " + " ".join(f"{n:>8}" for n in numbers) + f" {timing}")
+        if incomplete:
+            raise SystemExit("incomplete outputs:\n" + "\n".join(incomplete))
 
 
 if __name__ == "__main__":
