@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 
 import numpy as np
 import pydicom
@@ -233,3 +234,272 @@ def test_duplicate_instances_are_scored_once_and_listed(tmp_path):
     assert found.skipped == [
         (tmp_path / "s1_copy.dcm", f"duplicate instance: same SOPInstanceUID as {tmp_path / 's1.dcm'}")
     ]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Objects that are not CT images, files cut short, missing pixel data or rescale: each file skipped with its reason
+
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
+
+
+def _reasons(found) -> dict:
+    return {path.name: reason for path, reason in found.skipped}
+
+
+def _edit(path, **changes):
+    """Rewrite a DICOM file with attributes changed (a value of None deletes the attribute)."""
+    dataset = pydicom.dcmread(path)
+    for keyword, value in changes.items():
+        if value is None:
+            delattr(dataset, keyword)
+        else:
+            setattr(dataset, keyword, value)
+    dataset.save_as(path)
+    return path
+
+
+def _encapsulated_pdf(path):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ENCAPSULATED_PDF, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = Dataset()
+    dataset.file_meta = meta
+    dataset.SOPClassUID, dataset.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    dataset.Modality, dataset.SeriesInstanceUID = "DOC", generate_uid()
+    dataset.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    dataset.EncapsulatedDocument = b"%PDF-1.4\n%%EOF\n"
+    pydicom.dcmwrite(path, dataset, enforce_file_format=True)
+    return path
+
+
+def test_objects_that_are_not_ct_images_are_skipped_with_their_reason(tmp_path):
+    import shutil
+
+    write_ct_slice(tmp_path / "ct.dcm", raw_slice(0), series_uid="1.2.3", instance=1, position=(0, 0, 0))
+    for name in ("reportsi.dcm", "rtstruct.dcm", "SC_rgb.dcm"):  # a Basic Text SR, an RT structure set, an OT capture
+        shutil.copy(get_testdata_file(name), tmp_path / name)
+    sc = write_ct_slice(tmp_path / "sc_ct.dcm", raw_slice(1), series_uid="1.2.3", instance=2, position=(0, 0, 1))
+    dataset = pydicom.dcmread(sc)  # a screen capture that calls itself CT (dose screens do)
+    dataset.SOPClassUID = dataset.file_meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
+    dataset.save_as(sc)
+    _encapsulated_pdf(tmp_path / "report.dcm")
+
+    found = ct.find_dicom_series(tmp_path)
+    assert [[s.path.name for s in series.slices] for series in found] == [["ct.dcm"]]
+    assert _reasons(found) == {
+        "reportsi.dcm": "not an image (no pixel matrix; SOP class Basic Text SR Storage)",
+        "rtstruct.dcm": "not an image (no pixel matrix; SOP class RT Structure Set Storage)",
+        "SC_rgb.dcm": "not CT (Modality 'OT')",
+        "sc_ct.dcm": "not a CT image object (SOP class Secondary Capture Image Storage)",
+        "report.dcm": "not an image (no pixel matrix; SOP class Encapsulated PDF Storage)",
+    }
+
+
+def test_files_cut_short_on_disk_are_skipped_and_their_intact_copy_kept(tmp_path):
+    full = write_ct_slice(tmp_path / "slice.dcm", raw_slice(0, (64, 64)), series_uid="1.2.3", instance=1, position=None)
+    data = full.read_bytes()
+    pixels_at = len(data) - 64 * 64 * 2  # the pixel data value is the file's last element
+    (tmp_path / "cut_header.dcm").write_bytes(data[:200])
+    cut = int(0.7 * len(data))
+    (tmp_path / "cut_pixels.dcm").write_bytes(data[:cut])  # same SOP instance: sorts before slice.dcm
+
+    found = ct.find_dicom_series(tmp_path)
+    assert [s.path.name for s in found[0].slices] == ["slice.dcm"]  # not dropped as a duplicate of a cut copy
+    assert _reasons(found) == {
+        "cut_header.dcm": "file cut short: it ends inside its file meta header, at byte 200",
+        "cut_pixels.dcm": f"file cut short: its pixel data holds {cut - pixels_at} of {64 * 64 * 2} bytes",
+    }
+    assert _reasons(ct.find_dicom_series(get_testdata_file("rtplan_truncated.dcm"))) == {
+        "rtplan_truncated.dcm": "file cut short: it ends inside its header, at byte 2129"
+    }
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the UIDs cut short
+def test_a_file_cut_at_any_byte_is_skipped_with_a_reason(tmp_path):
+    path = write_ct_slice(tmp_path / "full", raw_slice(0), series_uid="1.2.3", instance=1, position=(0, 0, 0))
+    data = path.read_bytes()
+    path.unlink()
+    outcomes = set()
+    for size in range(len(data)):
+        (tmp_path / "cut").write_bytes(data[:size])
+        found = ct.find_dicom_series(tmp_path / "cut", log=False)
+        assert not found and len(found.skipped) == 1, f"cut at byte {size} must be skipped"
+        outcomes.add(found.skipped[0][1].split(" (")[0].split(":")[0])
+    assert "file cut short" in outcomes and outcomes <= {
+        "not DICOM",  # the cut leaves no 'DICM' marker
+        "file cut short",
+        "unreadable DICOM",  # the cut falls inside an element's tag or length
+        "damaged CT Image Storage header",  # the cut falls between elements, before Rows and Columns
+        "no pixel data",  # the cut falls between elements after them
+    }
+
+
+def test_pixel_data_cut_short_where_headers_cannot_tell_is_skipped_at_decode(tmp_path):
+    import shutil
+
+    # JPEG 2000 pixel data has no length in its header; a native slice may be cut after the headers were read.
+    data = open(get_testdata_file("693_J2KR.dcm"), "rb").read()
+    (tmp_path / "j2k.dcm").write_bytes(data[: int(0.7 * len(data))])
+    shutil.copy(get_testdata_file("CT_small.dcm"), tmp_path / "native.dcm")
+    found = ct.find_dicom_series(tmp_path)
+    assert found.skipped == [] and [len(series) for series in found] == [1, 1]
+    native = (tmp_path / "native.dcm").read_bytes()
+    (tmp_path / "native.dcm").write_bytes(native[: int(0.7 * len(native))])
+    skipped: list = []
+    assert [out for series in found for out in px.iter_series_slices(series, skipped)] == []
+    assert sorted(path.name for path, _ in skipped) == ["j2k.dcm", "native.dcm"]
+    assert all(reason.startswith("pixel data failed to decode") for _, reason in skipped)
+
+
+def test_ct_header_without_pixel_data_is_skipped_at_discovery(tmp_path):
+    path = write_ct_slice(tmp_path / "header_only.dcm", raw_slice(0), series_uid="1.2.3", instance=1, position=None)
+    _edit(path, PixelData=None)
+    found = ct.find_dicom_series(tmp_path)
+    assert not found and _reasons(found) == {"header_only.dcm": "no pixel data: the file ends after its header"}
+
+
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        ({"RescaleSlope": None, "RescaleIntercept": None}, "no RescaleSlope/RescaleIntercept"),
+        ({"RescaleIntercept": None}, "no RescaleIntercept"),
+        ({"RescaleSlope": ""}, "no RescaleSlope"),  # present but empty, as some anonymisers leave it
+    ],
+)
+def test_ct_slice_without_rescale_is_skipped_since_its_values_are_not_hu(tmp_path, changes, reason):
+    path = write_ct_slice(tmp_path / "raw.dcm", raw_slice(0), series_uid="1.2.3", instance=1, position=None)
+    _edit(path, **changes)
+    found = ct.find_dicom_series(tmp_path)
+    assert not found and _reasons(found) == {"raw.dcm": f"{reason}: stored values are not Hounsfield units"}
+
+
+def test_a_modality_lut_stands_in_for_the_rescale(tmp_path):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    path = write_ct_slice(tmp_path / "lut.dcm", raw_slice(0), series_uid="1.2.3", instance=1, position=None)
+    lut = Dataset()
+    lut.LUTDescriptor, lut.ModalityLUTType = [4096, 0, 16], "HU"
+    lut.add_new("LUTData", "US", [2 * value for value in range(4096)])  # stored value -> twice it
+    _edit(path, RescaleSlope=None, RescaleIntercept=None, RescaleType=None, ModalityLUTSequence=Sequence([lut]))
+    found = ct.find_dicom_series(tmp_path)
+    assert found.skipped == [] and len(found) == 1
+    ((hu, _),) = list(px.iter_series_slices(found[0]))
+    np.testing.assert_array_equal(hu, 2 * raw_slice(0).astype(np.float32))
+
+
+def test_enhanced_ct_without_pixel_value_transformation_is_skipped(tmp_path):
+    source = pydicom.dcmread(get_testdata_file("eCT_Supplemental.dcm"))
+    del source.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence
+    source.save_as(tmp_path / "enhanced.dcm")
+    found = ct.find_dicom_series(tmp_path)
+    assert _reasons(found) == {
+        "enhanced.dcm": "no RescaleSlope/RescaleIntercept: stored values are not Hounsfield units"
+    }
+
+
+def test_missing_modality_is_not_ct(tmp_path):
+    _edit(write_ct_slice(tmp_path / "x.dcm", raw_slice(0), series_uid="1.2", instance=1, position=None), Modality=None)
+    assert _reasons(ct.find_dicom_series(tmp_path)) == {"x.dcm": "not CT (Modality '')"}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Slices of another matrix size in a series
+
+
+@pytest.mark.parametrize("sizes, kept", [([8, 8, 8, 6, 6], 8), ([6, 8, 6, 8], 8)], ids=["most", "tie: larger"])
+def test_slices_of_another_matrix_size_are_skipped_from_their_series(tmp_path, sizes, kept):
+    for k, size in enumerate(sizes):
+        write_ct_slice(
+            tmp_path / f"s{k}.dcm", raw_slice(k, (size, size)), series_uid="1.2.3", instance=k + 1, position=(0, 0, k)
+        )
+    found = ct.find_dicom_series(tmp_path)
+    (series,) = found
+    assert [s.path.name for s in series.slices] == [f"s{k}.dcm" for k, size in enumerate(sizes) if size == kept]
+    n_kept, other = sizes.count(kept), 14 - kept
+    assert _reasons(found) == {
+        f"s{k}.dcm": f"matrix size differs from the rest of its series: {other}x{other}, where {n_kept} of "
+        f"{len(sizes)} slices are {kept}x{kept}"
+        for k, size in enumerate(sizes)
+        if size != kept
+    }
+    assert any(f"only the {kept}x{kept} slices are kept" in note for note in series.notes)
+    assert [hu.shape for hu, _ in px.iter_series_slices(series)] == [(kept, kept)] * n_kept
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Files and folders that cannot be read
+
+
+def _series_with_a_subfolder(root):
+    for k, folder in enumerate((root, root / "sub", root / "sub")):
+        folder.mkdir(exist_ok=True)
+        write_ct_slice(folder / f"s{k}.dcm", raw_slice(k), series_uid="1.2.3", instance=k + 1, position=(0, 0, k))
+    return root
+
+
+def refusing(real, *paths):
+    """``real`` (open, os.scandir...), but raising PermissionError for ``paths`` as the system does."""
+    refused = {str(path) for path in paths}
+
+    def call(path=".", *args, **kwargs):
+        if str(path) in refused:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    return call
+
+
+def test_unreadable_file_and_subfolder_are_listed_with_their_reason(tmp_path, monkeypatch):
+    # Tests run as root here, where chmod does not stop reads: the very calls that read are made to refuse, the
+    # open() by which dicom.py reads a file and the os.scandir() by which os.walk lists a folder.
+    import builtins
+
+    root = _series_with_a_subfolder(tmp_path)
+    write_ct_slice(root / "locked.dcm", raw_slice(9), series_uid="1.2.3", instance=9, position=(0, 0, 9))
+    monkeypatch.setattr(ct, "open", refusing(builtins.open, root / "locked.dcm"), raising=False)
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", refusing(real_scandir, root / "sub"))
+    found = ct.find_dicom_series(root)
+    assert [s.path.name for s in found[0].slices] == ["s0.dcm"]
+    assert sorted(found.skipped) == [
+        (root / "locked.dcm", "unreadable (PermissionError: Permission denied)"),
+        (root / "sub", "folder not searched: unreadable (PermissionError: Permission denied)"),
+    ]
+    monkeypatch.setattr(os, "scandir", refusing(real_scandir, root))
+    with pytest.raises(PermissionError):  # the input folder itself: its caller skips it or stops (test_slices.py)
+        ct.find_dicom_series(root)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_and_subfolder_by_their_mode_are_listed(tmp_path):
+    root = _series_with_a_subfolder(tmp_path)
+    write_ct_slice(root / "locked.dcm", raw_slice(9), series_uid="1.2.3", instance=9, position=(0, 0, 9))
+    (root / "locked.dcm").chmod(0)
+    (root / "sub").chmod(0)
+    try:
+        found = ct.find_dicom_series(root)
+    finally:
+        (root / "sub").chmod(0o755)
+    assert [s.path.name for s in found[0].slices] == ["s0.dcm"]
+    assert sorted(found.skipped) == [
+        (root / "locked.dcm", "unreadable (PermissionError: Permission denied)"),
+        (root / "sub", "folder not searched: unreadable (PermissionError: Permission denied)"),
+    ]
+
+
+def test_links_that_are_not_followed_are_listed(tmp_path):
+    root = _series_with_a_subfolder(tmp_path / "in")
+    elsewhere = _series_with_a_subfolder(tmp_path / "elsewhere")
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (root / "gone.dcm").symlink_to(tmp_path / "absent.dcm")
+    found = ct.find_dicom_series(root)
+    assert len(found[0]) == 3
+    assert _reasons(found) == {
+        "gone.dcm": "broken link",
+        "linked": "link to a folder: not followed (give its target as an input)",
+    }

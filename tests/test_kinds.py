@@ -55,3 +55,20 @@ def test_dicom_folder_and_single_files_stand_for_themselves(tmp_path):
     for single in (dicom / "IM1", tmp_path / "one.tif", tmp_path / "vol.nii.gz"):
         assert listed_inputs(single) == [single]
     assert listed_inputs(str(dicom)) == [dicom]
+
+
+def test_a_folder_that_cannot_be_listed_stands_for_itself(tmp_path, monkeypatch):
+    # Tests run as root here, where chmod does not stop reads: os.scandir, by which listed_inputs lists a folder,
+    # is made to refuse; the reader then lists it again and reports why (tests/test_slices.py).
+    import os
+
+    _touch(tmp_path / "images", "s1.tif", "s2.tif")
+    real = os.scandir
+
+    def scandir(path="."):
+        if str(path) == str(tmp_path / "images"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert listed_inputs(tmp_path / "images") == [tmp_path / "images"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -78,3 +80,79 @@ def test_gray_image_stored_as_rgb_is_read(tmp_path):
     tifffile.imwrite(tmp_path / "gray_rgb.tif", np.dstack([gray] * 3))
     ((array, _),) = list(ct.iter_ct_slices(tmp_path / "gray_rgb.tif"))
     np.testing.assert_allclose(array, gray / 255.0, atol=1e-6)
+
+
+def test_tiff_stack_and_colour_tiff_are_skipped_with_their_reason_or_stop_in_one_line(tmp_path):
+    stack, rgb = tmp_path / "stack.tif", tmp_path / "rgb.tif"
+    tifffile.imwrite(stack, np.zeros((3, 32, 32), np.float32), photometric="minisblack")  # three pages
+    tifffile.imwrite(rgb, np.dstack([np.zeros((8, 8)), np.ones((8, 8)), np.zeros((8, 8))]).astype(np.uint8))
+    tifffile.imwrite(tmp_path / "ok.tif", np.full((4, 4), 0.5, np.float32))
+    skipped = []
+    out = list(ct.iter_ct_slices(tmp_path, skipped=skipped))
+    assert [info["source"] for _, info in out] == [str(tmp_path / "ok.tif")]
+    assert skipped == [
+        (rgb, "colour image (3 differing channels); a CT slice is grayscale"),
+        (
+            stack,
+            "expected a single 2-D slice, got a TIFF of shape (3, 32, 32) (axes QYX: a stack or volume; give one "
+            "slice per file, or the volume as NIfTI)",
+        ),
+    ]
+    for path, words in ((stack, "expected a single 2-D slice"), (rgb, "colour image")):
+        with pytest.raises(ValueError, match=f"^{path}: {words}") as error:  # without a list of skips: one line
+            list(ct.iter_ct_slices(path))
+        assert "\n" not in str(error.value)
+
+
+def refusing_scandir(real, *paths):
+    def scandir(path="."):
+        if str(path) in {str(p) for p in paths}:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    return scandir
+
+
+def test_an_input_folder_that_cannot_be_listed_is_skipped_or_stops_in_one_line(tmp_path, monkeypatch, synthetic_folder):
+    # Tests run as root here, where chmod does not stop reads: os.scandir, by which listed_inputs and os.walk list
+    # a folder, is made to refuse this one.
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "a.tif").write_bytes(b"")
+    monkeypatch.setattr(os, "scandir", refusing_scandir(os.scandir, locked))
+    skipped = []
+    out = list(ct.iter_ct_slices([locked, synthetic_folder["root"] / "b_1"], skipped=skipped))
+    assert len(out) == 1 and skipped == [(locked, "unreadable (PermissionError: Permission denied)")]
+    with pytest.raises(PermissionError, match="Permission denied"):  # without a list of skips: one line (OSError)
+        list(ct.iter_ct_slices(locked))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_inputs_by_their_mode_are_skipped_with_their_reason(tmp_path):
+    folder, image = tmp_path / "locked", tmp_path / "locked.tif"
+    folder.mkdir()
+    tifffile.imwrite(image, np.zeros((4, 4), np.float32))
+    folder.chmod(0)
+    image.chmod(0)
+    skipped = []
+    try:
+        assert list(ct.iter_ct_slices([folder, image], skipped=skipped)) == []
+    finally:
+        folder.chmod(0o755)
+    assert skipped == [
+        (folder, "unreadable (PermissionError: Permission denied)"),
+        (image, "unreadable (PermissionError: Permission denied)"),
+    ]
+
+
+def test_a_compressed_volume_cut_short_is_skipped_or_stops_in_one_line(tmp_path):
+    noise = np.random.default_rng(0).random((16, 16, 4), dtype=np.float32)  # incompressible: the header survives
+    nib.save(nib.Nifti1Image(noise, np.eye(4)), tmp_path / "v.nii.gz")
+    data = (tmp_path / "v.nii.gz").read_bytes()
+    (tmp_path / "v.nii.gz").write_bytes(data[: len(data) // 2])  # gzip then ends early (EOFError)
+    skipped = []
+    out = list(ct.iter_ct_slices(tmp_path / "v.nii.gz", skipped=skipped))
+    assert 0 < len(out) < 4  # the slices read before the cut are whole; the rest is listed
+    assert [(path.name, reason.split(" (")[0]) for path, reason in skipped] == [("v.nii.gz", "file cut short")]
+    with pytest.raises(ValueError, match="v.nii.gz: file cut short"):
+        list(ct.iter_ct_slices(tmp_path / "v.nii.gz"))

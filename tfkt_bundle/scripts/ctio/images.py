@@ -30,7 +30,9 @@ def read_image_file(path: str | os.PathLike, grayscale_only: bool = False) -> np
             are not). Colour files with equal channels are gray and accepted.
 
     Raises:
-        ValueError: not a single 2-D image, colour where ``grayscale_only``, or values outside the expected range.
+        ValueError: not a single 2-D image (a TIFF stack or volume, several images in one file), colour where
+            ``grayscale_only``, or values outside the expected range.
+        OSError: the file cannot be read (e.g. PermissionError) or Pillow does not recognise it.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -44,13 +46,27 @@ def read_image_file(path: str | os.PathLike, grayscale_only: bool = False) -> np
 def _read_tiff(path: Path, grayscale_only: bool) -> np.ndarray:
     import tifffile
 
-    array = tifffile.imread(path)
-    while array.ndim > 2 and 1 in array.shape:  # (1, H, W) pages or (H, W, 1) samples; keep a 1-row image 2-D
-        array = np.squeeze(array, axis=array.shape.index(1))
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            series = list(tiff.series)
+            array, axes = (series[0].asarray(), series[0].axes) if len(series) == 1 else (None, "")
+    except ValueError as err:  # tifffile's errors on a damaged file (TiffFileError is one) do not name it
+        raise ValueError(f"{path}: damaged TIFF ({err})") from None
+    if not series:
+        raise ValueError(f"{path}: damaged TIFF (no image found)")
+    if array is None:  # imread would return the first image and pass over the others
+        raise ValueError(f"{path}: {len(series)} images in one TIFF; expected a single 2-D slice")
+    if "S" in axes:  # colour samples last, whether stored interleaved (YXS) or in planes (SYX)
+        array, axes = np.moveaxis(array, axes.index("S"), -1), axes.replace("S", "") + "S"
+    keep = [k for k, axis in enumerate(axes) if axis in "YX" or array.shape[k] != 1]  # (1, H, W) pages and the like
+    array, axes = array.reshape([array.shape[k] for k in keep]), "".join(axes[k] for k in keep)
+    if axes == "YXS" and array.shape[-1] in (3, 4):
         return _luminance(_checked_colour(array[..., :3], path, grayscale_only), path)
-    if array.ndim != 2:
-        raise ValueError(f"{path}: expected a single 2-D slice, got a TIFF of shape {array.shape}")
+    if axes != "YX":
+        raise ValueError(
+            f"{path}: expected a single 2-D slice, got a TIFF of shape {array.shape} (axes {axes}: a stack or "
+            "volume; give one slice per file, or the volume as NIfTI)"
+        )
     return array
 
 
@@ -58,6 +74,9 @@ def _read_pil(path: Path, grayscale_only: bool) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as image:
+        frames = getattr(image, "n_frames", 1)
+        if frames > 1:  # an animated PNG: reading would give its first frame only
+            raise ValueError(f"{path}: {frames} frames in one image file; expected a single 2-D slice")
         mode = image.mode
         if mode.startswith("I;16") or mode == "I":  # 16-bit PNG (Pillow may widen it to 32-bit "I")
             return _to_unit_gray(np.asarray(image).astype(np.int64), path, max_value=65535)

@@ -53,10 +53,18 @@ def natural_key(path: str | os.PathLike) -> list:
 
 def listed_inputs(path: str | os.PathLike) -> list[Path]:
     """The inputs a path stands for: a folder holding 2-D image files or NIfTI volumes -> those files (images first,
-    each group in natural order); any other path (a DICOM folder or any single file) -> itself."""
+    each group in natural order); any other path (a DICOM folder or any single file) -> itself.
+
+    A folder that cannot be listed (e.g. PermissionError) stands for itself too: its reader, which lists it again,
+    then skips it or stops with the reason, as for any other unreadable input.
+    """
     root = Path(path)
     if root.is_dir():
-        files = sorted((p for p in root.iterdir() if p.is_file()), key=natural_key)
+        try:
+            with os.scandir(root) as entries:
+                files = sorted((Path(entry.path) for entry in entries if entry.is_file()), key=natural_key)
+        except OSError:
+            return [root]
         images = [p for p in files if file_kind(p) == "image"]
         volumes = [p for p in files if file_kind(p) == "nifti"]
         if images or volumes:

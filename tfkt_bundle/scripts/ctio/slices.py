@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .dicom import ACQUISITION_FIELDS, NUMERIC_ACQUISITION_FIELDS, DicomSeriesList, Skip, find_dicom_series, record_skip
+from .dicom import (
+    ACQUISITION_FIELDS,
+    NUMERIC_ACQUISITION_FIELDS,
+    DicomSeriesList,
+    Skip,
+    find_dicom_series,
+    record_skip,
+    unreadable_reason,
+)
 from .dicom_pixels import iter_series_slices, read_dicom_hu
 from .images import read_image_file
 from .kinds import file_kind, listed_inputs
@@ -21,8 +29,8 @@ from .nifti import iter_nifti_slices
 from .window import apply_hu_window
 
 __all__ = [
-    "ACQUISITION_KEYS", "SLICE_ID_KEYS", "SLICE_KEYS", "find_ct_series", "finite_slices", "iter_ct_slices",
-    "read_ct_slice", "slice_identity",
+    "ACQUISITION_KEYS", "SLICE_ID_KEYS", "SLICE_KEYS", "find_ct_series", "finite_slices", "input_skip_reason",
+    "iter_ct_slices", "read_ct_slice", "slice_identity",
 ]  # fmt: skip
 
 # Per-slice identifiers carried to every predictions file (empty or NaN where a source has none).
@@ -63,9 +71,10 @@ def iter_ct_slices(
     Args:
         inputs: one path or several: folders, DICOM files, NIfTI files or 2-D image files.
         hu_window: (low, high) HU to window HU sources to [0, 1]; None keeps HU. Image files are never re-windowed.
-        skipped: if given, receives (path, reason) for every skipped file or slice (all are also logged), and an
-            input that yields no usable slice (an empty folder, a folder without CT, an unreadable image or volume)
-            is skipped with its reason instead of stopping the stream.
+        skipped: if given, receives (path, reason) for every skipped file, folder or slice (all are also logged),
+            and an input that yields no usable slice (an empty folder, a folder without CT, a folder or file that
+            cannot be read, an image that is not one 2-D slice, a damaged volume) is skipped with its reason instead
+            of stopping the stream.
         shard: (k, n): decode and yield only the k-th of n disjoint shares of the slices, so that n parallel readers
             (DataLoader workers) together yield every slice once. Headers are still read by each reader.
         exclude_series: series keys (``slice_identity(info)["series"]``) not to read at all, e.g. those a resumed
@@ -78,6 +87,7 @@ def iter_ct_slices(
     Raises:
         FileNotFoundError: a path does not exist.
         ValueError: without ``skipped``, an input holds no usable slice (the reasons are in the message).
+        OSError: without ``skipped``, an input cannot be read (e.g. PermissionError).
         DecoderMissingError: DICOM pixel data needs a decoder plugin that is not installed.
     """
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
@@ -91,10 +101,21 @@ def iter_ct_slices(
                     if hu_window is not None and info["is_hu"]:
                         array, info = apply_hu_window(array, hu_window), {**info, "is_hu": False}
                     yield array, info
-            except (ValueError, OSError) as err:  # one unusable input; decoder and other errors stop the job
+            except (ValueError, OSError, EOFError) as err:  # one unusable input; decoder and other errors stop the job
+                if skipped is None and isinstance(err, EOFError):  # a one-line error, as for the others
+                    raise ValueError(f"{source}: {input_skip_reason(err, source)}") from err
                 if skipped is None:
                     raise
-                record_skip(skipped, source, str(err), log=shard[0] == 0)
+                record_skip(skipped, source, input_skip_reason(err, source), log=shard[0] == 0)
+
+
+def input_skip_reason(err: Exception, source: str | os.PathLike) -> str:
+    """Why a whole input is skipped, without repeating its path (the list of skips names it)."""
+    if isinstance(err, OSError):
+        return unreadable_reason(err)
+    if isinstance(err, EOFError):  # gzip's, on a .nii.gz cut short
+        return f"file cut short ({err})"
+    return str(err).removeprefix(f"{source}: ")
 
 
 def _source_slices(
