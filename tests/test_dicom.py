@@ -503,3 +503,22 @@ def test_links_that_are_not_followed_are_listed(tmp_path):
         "gone.dcm": "broken link",
         "linked": "link to a folder: not followed (give its target as an input)",
     }
+
+
+def test_single_frame_enhanced_ct_takes_its_rescale_from_its_per_frame_group(tmp_path):
+    source = pydicom.dcmread(get_testdata_file("eCT_Supplemental.dcm"))
+    transform = source.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence[0]
+    transform.RescaleType = "HU"  # the shared group's item says 'US'; moved per frame it is read as the frame's own
+    slope, intercept = float(transform.RescaleSlope), float(transform.RescaleIntercept)
+    raw = source.pixel_array[0]
+    del source.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence
+    source.PerFrameFunctionalGroupsSequence = source.PerFrameFunctionalGroupsSequence[:1]
+    source.PerFrameFunctionalGroupsSequence[0].PixelValueTransformationSequence = [transform]
+    source.NumberOfFrames = 1
+    source.PixelData = raw.tobytes()
+    source.save_as(tmp_path / "one_frame.dcm")
+    (series,) = ct.find_dicom_series(tmp_path)
+    assert [s.frame for s in series.slices] == [None]
+    hu = px.read_dicom_hu(tmp_path / "one_frame.dcm")
+    np.testing.assert_allclose(hu, raw * slope + intercept)
+    assert slope != 1 or intercept != 0, "a rescale that changes the values, so the test can fail"

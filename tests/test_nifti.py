@@ -83,3 +83,15 @@ def test_nifti_scaling_and_4d_single_volume(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((2, 3, 2, 2), np.int16), np.eye(4)), tmp_path / "t.nii")
     with pytest.raises(ValueError, match="expected a 3-D CT volume"):
         next(ct.iter_nifti_slices(tmp_path / "t.nii"))
+
+
+def test_a_file_that_is_no_nifti_is_skipped_or_stops_in_one_line(tmp_path):
+    from scripts.ctio.slices import iter_ct_slices
+
+    bad = tmp_path / "damaged.nii"
+    bad.write_bytes(b"not a nifti header" * 30)
+    with pytest.raises(ValueError, match=r"damaged\.nii: not a readable NIfTI volume"):
+        next(ct.iter_nifti_slices(bad))
+    skipped = []
+    assert list(iter_ct_slices([bad], skipped=skipped)) == []
+    assert [(p.name, r.split(" (")[0]) for p, r in skipped] == [("damaged.nii", "not a readable NIfTI volume")]

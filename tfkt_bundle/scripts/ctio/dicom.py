@@ -392,12 +392,15 @@ def _multi(value) -> list:
 
 
 def group_attr(header: Dataset, frame: int | None, sequence: str, keyword: str):
-    """Read ``keyword`` from the dataset, else from an enhanced multi-frame functional group (per-frame first)."""
+    """Read ``keyword`` from the dataset, else from an enhanced multi-frame functional group (per-frame first).
+
+    ``frame`` None is a single-frame file: an enhanced one keeps its only frame's groups at index 0.
+    """
     if keyword in header:
         return header.get(keyword)
     items = []
-    if frame is not None and "PerFrameFunctionalGroupsSequence" in header:
-        items.append(header.PerFrameFunctionalGroupsSequence[frame])
+    if "PerFrameFunctionalGroupsSequence" in header and (frame is not None or header.get("NumberOfFrames") == 1):
+        items.append(header.PerFrameFunctionalGroupsSequence[frame or 0])
     if "SharedFunctionalGroupsSequence" in header:
         items.append(header.SharedFunctionalGroupsSequence[0])
     for item in items:

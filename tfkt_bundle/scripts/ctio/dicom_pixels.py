@@ -91,11 +91,11 @@ def read_dicom_hu(path: str | os.PathLike, frame: int | None = None) -> np.ndarr
         ValueError: the file is multi-frame and no frame was given, or the pixels are not one 2-D grayscale frame.
     """
     header = Dataset()
-    # Enhanced multi-frame files keep the rescale in their functional groups (pydicom wants tags here, not keywords).
+    # Enhanced files (single-frame ones too) keep the rescale in their functional groups; pydicom reads these tags
+    # besides group 0x0028 (it wants tags here, not keywords).
     groups = [Tag("SharedFunctionalGroupsSequence"), Tag("PerFrameFunctionalGroupsSequence")]
-    tags = groups if frame is not None else None
     try:
-        raw = pixel_array(path, index=frame, ds_out=header, specific_tags=tags)
+        raw = pixel_array(path, index=frame, ds_out=header, specific_tags=groups)
     except AttributeError:  # no pixel data found: pydicom's file-level reader does not inflate deflated files
         if read_file_meta_info(path).TransferSyntaxUID != DeflatedExplicitVRLittleEndian:
             raise

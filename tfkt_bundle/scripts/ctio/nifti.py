@@ -40,7 +40,10 @@ def iter_nifti_slices(
     """
     import nibabel as nib  # imported here: only NIfTI users pay for it
 
-    image = nib.load(str(path), keep_file_open=True)
+    try:
+        image = nib.load(str(path), keep_file_open=True)
+    except nib.filebasedimages.ImageFileError as err:  # a plain Exception in nibabel: the input's fault, one line
+        raise ValueError(f"{path}: not a readable NIfTI volume ({err})") from None
     shape = _nifti_volume_shape(image.shape, path)
     ornt = nib.orientations.io_orientation(image.affine)
     canonical_affine = image.affine @ nib.orientations.inv_ornt_aff(ornt, shape)

@@ -18,7 +18,7 @@ import numpy as np
 from scripts.ctio.dicom import DicomSeries, Skip, record_skip
 from scripts.ctio.dicom_pixels import iter_series_slices
 from scripts.ctio.kinds import file_kind, listed_inputs
-from scripts.ctio.slices import find_ct_series, finite_slices, iter_ct_slices, slice_identity
+from scripts.ctio.slices import find_ct_series, finite_slices, input_skip_reason, iter_ct_slices, slice_identity
 
 __all__ = ["SeriesJob", "find_series_jobs", "iter_job_slices"]
 
@@ -58,8 +58,8 @@ def find_series_jobs(
             try:
                 for key, part in _source_parts(source, skipped):
                     parts.setdefault(key, []).append(part)
-            except (ValueError, OSError) as err:  # one unusable input, as iter_ct_slices skips it
-                record_skip(skipped, source, str(err))
+            except (ValueError, OSError, EOFError) as err:  # one unusable input, as iter_ct_slices skips it
+                record_skip(skipped, source, input_skip_reason(err, source))
     return [SeriesJob(key, tuple(found)) for key, found in parts.items() if key not in set(exclude)]
 
 
