@@ -359,3 +359,26 @@ def test_an_interrupted_run_resumes_without_reading_finished_series_again(
         assert float(row["mean"]) == pytest.approx(float(by_folder[row["folder"]]["mean"]), abs=1e-6)
     assert [Path(r["path"]).name for r in _csv(cut / "skipped.csv")] == ["notes.txt"]
     assert len(_images((cut / "report.html").read_text())) == len(DOSES) * (1 + 5) + 1
+
+
+def test_damaged_and_unrescaled_files_are_skipped_and_their_series_scored(tmp_path, study, tiny_checkpoint):
+    import shutil
+
+    import pydicom
+
+    folder = tmp_path / "series"
+    shutil.copytree(next(p for p in study.iterdir() if p.is_dir()), folder)
+    first, second = sorted(folder.glob("*.dcm"))[:2]
+    (folder / "cut.dcm").write_bytes(first.read_bytes()[:200])
+    raw = pydicom.dcmread(second)
+    raw.SOPInstanceUID = raw.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    del raw.RescaleSlope, raw.RescaleIntercept
+    raw.save_as(folder / "raw.dcm")
+    out = _score(tmp_path, [folder], tiny_checkpoint, expect=3)
+    assert sorted((Path(r["path"]).name, r["reason"]) for r in _csv(out / "skipped.csv")) == [
+        ("cut.dcm", "file cut short: it ends inside its file meta header, at byte 200"),
+        ("raw.dcm", "no RescaleSlope/RescaleIntercept: stored values are not Hounsfield units"),
+    ]
+    (row,) = _csv(out / "index.csv")
+    assert int(row["n_slices"]) == N_SLICES
+    assert "Not scored (2)" in (out / "report.html").read_text()
