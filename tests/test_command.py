@@ -104,3 +104,13 @@ def test_mistakes_end_in_one_line_whatever_the_directory(tmp_path, tiny_ct_data,
     assert done.returncode == 1
     assert done.stderr.splitlines()[-2].startswith(line), done.stderr[-2000:]
     assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("workflow", ["training", "evaluating"])
+def test_an_output_folder_that_cannot_be_written_stops_the_workflow_before_any_work(tmp_path, tiny_ct_data, workflow):
+    (tmp_path / "file").write_text("")
+    data = tiny_ct_data["train" if workflow == "training" else "test"]
+    done = _tfkt_bundle("run", workflow, "--dataset_dir", data, "--output_dir", tmp_path / "file", *TINY, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-2].startswith(f"error: OSError: cannot write outputs to {tmp_path / 'file'}")
+    assert "Traceback" not in done.stdout + done.stderr
