@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 
 import pytest
 
+from scripts import command
 from scripts.utils import cli
 
 from conftest import BUNDLE_ROOT
@@ -14,6 +17,7 @@ from conftest import BUNDLE_ROOT
 RUNNER = "/venv/lib/python3.11/site-packages/monai/bundle/__main__.py"
 TRAIN = str(BUNDLE_ROOT / "configs" / "train.json")
 PRETRAIN = str(BUNDLE_ROOT / "configs" / "pretrain.json")
+CONFIGS = BUNDLE_ROOT / "configs"
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +57,102 @@ def test_valid_lines_pass_and_other_programs_are_left_alone():
     cli.check_command_line([*argv, "--tracking", "mlflow", "--group_key", "$None"])
     assert sys.excepthook is cli.report_error
     cli.check_command_line(["pytest", "--max_epoch", "1"])  # not the MONAI runner: nothing to check
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (["--max_epochs", "two"], "--max_epochs two: expected an integer, like the default 100"),
+        (["--max_epochs", "2.5"], "--max_epochs 2.5: expected an integer, like the default 100"),
+        (["--learning_rate", "fast"], "--learning_rate fast: expected a number, like the default 0.0001"),
+        (["--use_mlflow", "maybe"], "--use_mlflow maybe: expected True or False, like the default True"),
+        # the runner reads `false` as the text "false", which is true: tracking would stay on
+        (["--use_mlflow=false"], "--use_mlflow false: expected True or False, like the default True"),
+        (["--num_workers", "True"], "--num_workers True: expected an integer, like the default 0"),
+        (["--train_crop", "4"], "--train_crop 4: expected a list, like the default []"),
+        (
+            ["--experiment_name", "2024"],
+            "--experiment_name 2024: expected a string, like the default 'tfkt_bundle'; "
+            "for the text 2024 write --experiment_name \"'2024'\"",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_in_one_line(override, message):
+    with pytest.raises(ValueError) as refused:
+        cli.check_command_line([RUNNER, "run", "training", "--config_file", TRAIN, *override])
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        ["--learning_rate", "1"],  # an integer where a number is meant
+        ["--learning_rate", "1e-3"],
+        ["--max_epochs", "$2 * 3"],  # expressions and references are never checked
+        ["--max_epochs", "@val_interval"],
+        ["--dataset_dir", "/data/x"],  # the default is an expression: any value
+        ["--n_folds", "5"],  # the default is None: any value
+        ["--use_mlflow", "False"],
+        ["--experiment_name", "'2024'"],
+        ["--save_execute_config", "/tmp/run.json"],  # MONAI's runner documents a path here too
+        ["--train_crop", "[]"],
+        ["--resume"],  # a bare flag is True
+    ],
+)
+def test_values_of_the_right_type_pass(override):
+    cli.check_command_line([RUNNER, "run", "training", "--config_file", TRAIN, *override])
+
+
+def test_tfkt_bundle_values_are_checked_on_the_same_path():
+    run_id, files, overrides = command.parse_command(["run", "training", "--max_epochs", "two", "--seed", "3"])
+    with pytest.raises(ValueError, match="^--max_epochs two: expected an integer, like the default 100$"):
+        cli.check_overrides(files, overrides)
+    run_id, files, overrides = command.parse_command(["run", "training", "--max_epochs", "2", "--init_path", "null"])
+    cli.check_overrides(files, overrides)  # None is passed on as '$None', an expression
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"max_epoch": 3}, "max_epoch adds the id 'max_epoch', a near-miss of 'max_epochs'"),
+        ({"trian#trainer#max_epochs": 3}, "adds the id 'trian', a near-miss of 'train'"),
+        (
+            {"train#trainer#max_epoch": 3},
+            "adds the id 'train#trainer#max_epoch', a near-miss of 'train#trainer#max_epochs'",
+        ),
+        ({"+tracked_params": {"sede": 1}}, "adds the id 'tracked_params#sede', a near-miss of 'tracked_params#seed'"),
+    ],
+)
+def test_a_misspelt_id_in_an_override_file_is_refused(tmp_path, content, message):
+    extra = tmp_path / "my_override.json"
+    extra.write_text(json.dumps(content))
+    expected = f"^{re.escape(str(extra))}: .*{re.escape(message)} in the configs before it; use that id, or a name"
+    with pytest.raises(ValueError, match=expected):
+        cli.check_command_line([RUNNER, "run", "training", "--config_file", f"['{TRAIN}','{extra}']"])
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        ["train.json", "pretrain.json"],  # adds pretraining next to training, dataset_kind next to dataset_dir
+        ["train.json", "evaluate.json"],
+        ["train.json", "pretrain.json", "multi_gpu_train.json"],
+        ["inference.json", "inference_onnx.json"],
+        ["inference.json", "inference_openvino.json"],  # adds runtime_network next to network
+    ],
+)
+def test_new_ids_of_the_bundle_override_files_pass(files):
+    cli.check_config_files([str(CONFIGS / f) for f in files])
+
+
+def test_new_ids_of_a_user_override_file_pass(tmp_path):
+    extra = tmp_path / "my_override.json"
+    extra.write_text(json.dumps({"max_epochs": 3, "warmup_epochs": 2, "+tracked_params": {"warmup": "@warmup_epochs"}}))
+    cli.check_command_line([RUNNER, "run", "training", "--config_file", f"{TRAIN},{extra}", "--warmup_epochs", "4"])
+    with pytest.raises(ValueError, match="^--warmup_epochs four: expected an integer, like the default 2$"):
+        cli.check_command_line(
+            [RUNNER, "run", "training", "--config_file", f"{TRAIN},{extra}", "--warmup_epochs", "four"]
+        )
 
 
 def test_expected_errors_are_one_line_with_their_real_class(capsys, monkeypatch):
@@ -105,6 +205,30 @@ def test_a_misspelt_override_stops_the_runner_in_one_line(tmp_path):
     assert done.returncode == 1
     assert done.stderr.splitlines()[-2:] == [
         "error: ValueError: --max_epoch names no id of the configs; did you mean --max_epochs?",
+        "(full traceback: TFKT_DEBUG=1)",
+    ]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "finetune").exists()  # stopped before any work
+
+
+def test_a_wrongly_typed_value_stops_the_runner_in_one_line(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "training",
+        "--config_file",
+        "configs/train.json",
+        "--max_epochs",
+        "two",
+        "--output_dir",
+        str(tmp_path),
+    ]
+    done = subprocess.run(command, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-2:] == [
+        "error: ValueError: --max_epochs two: expected an integer, like the default 100",
         "(full traceback: TFKT_DEBUG=1)",
     ]
     assert "Traceback" not in done.stdout + done.stderr

@@ -5,7 +5,8 @@
 
 - any working directory: the workflow's config files and ``bundle_root`` come from the installed bundle;
 - ``None``/``null`` values are passed on as None (the MONAI runner drops them);
-- a setting that names no config id is refused with the nearest ids (:mod:`scripts.utils.cli`);
+- a setting that names no config id (the nearest ids are suggested) or gives a value of the wrong type is refused in
+  one line (:mod:`scripts.utils.cli`); so is a near-miss of an existing id in a later config file;
 - every expected error, the runner's own included, is one line (``TFKT_DEBUG=1`` for the traceback).
 
 Workflows: ``training``, ``pretraining``, ``evaluating``, ``inference``, ``rescoring`` (see :data:`WORKFLOWS`);

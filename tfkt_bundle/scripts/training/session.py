@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ignite.engine import Engine, Events
 
+from scripts.training.tracking import tracking_switched_off
 from scripts.utils.cli import is_bundle_runner
 
 __all__ = ["PropagateErrors", "run_training", "resume_command"]
@@ -135,7 +136,7 @@ def _set_mlflow_status(mlflow_run: Mapping[str, str] | None, status: str) -> Non
 
 
 def _find_mlflow_run(mlflow_run: Mapping[str, str] | None):
-    if not mlflow_run:
+    if not mlflow_run or tracking_switched_off(mlflow_run["tracking_uri"]):  # a store already found unusable
         return None
     try:
         import mlflow
