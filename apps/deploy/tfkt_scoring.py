@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import logging
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +19,12 @@ from monai.bundle import ConfigParser
 from tfkt_bundle_path import BUNDLE_ROOT  # first: it makes `scripts` importable in a MAP too
 
 from scripts.clinical.summary import summarize_series
-from scripts.ctio.dicom import DicomSeries, find_dicom_series
+from scripts.ctio.dicom import DicomSeries, Skip
 from scripts.ctio.dicom_pixels import iter_series_slices
-from scripts.ctio.slices import slice_identity
+from scripts.ctio.slices import finite_slices, slice_identity
 from scripts.nets.weights import load_state_dict_file
 
-__all__ = ["BUNDLE_ROOT", "BundleScorer", "find_bundle_series", "series_result"]
+__all__ = ["BUNDLE_ROOT", "BundleScorer", "series_result"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -62,10 +61,14 @@ class BundleScorer:
         )
 
     @torch.inference_mode()
-    def score_series(self, series: DicomSeries) -> list[dict]:
-        """Rows as the bundle's ``PredictionReport`` writes them: ``name``, ``prediction`` and the SLICE_KEYS."""
+    def score_series(self, series: DicomSeries, skipped: list[Skip] | None = None) -> list[dict]:
+        """Rows as the bundle's ``PredictionReport`` writes them: ``name``, ``prediction`` and the SLICE_KEYS.
+
+        Slices that fail to decode, or hold NaN or infinite values, are left out as ``tfkt-score`` leaves them out:
+        each (path, reason) appended to ``skipped`` (and logged); without ``skipped`` a NaN slice is a ValueError.
+        """
         rows = []
-        for index, (hu, info) in enumerate(iter_series_slices(series)):
+        for index, (hu, info) in enumerate(finite_slices(iter_series_slices(series, skipped), skipped)):
             # The SliceStream item of the inference workflow, so its preprocessing (HU window first) applies as is.
             item = self.preprocessing({"image": hu, "is_hu": True, **slice_identity(info, index)})
             batch = torch.as_tensor(item["image"])[None].to(self.device)  # a DataLoader batch of one
@@ -103,19 +106,6 @@ def _load_weights(network: torch.nn.Module, checkpoint: Path) -> None:
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist (set TFKT_CHECKPOINT or pass -m)")
     network.load_state_dict(load_state_dict_file(checkpoint), strict=True)
-
-
-def find_bundle_series(files: Sequence[Path], series_instance_uid: str) -> DicomSeries:
-    """The bundle's view of the series the SDK selected: same folder search, sorting and skips as ``tfkt-score``.
-
-    Searched in the folder holding all of the series' files, so slices are ordered and identified exactly as when
-    ``tfkt-score`` is given that folder.
-    """
-    root = Path(os.path.commonpath([str(Path(f).resolve()) for f in files]))
-    for series in find_dicom_series(root, recursive=True):
-        if series.series_instance_uid == series_instance_uid:
-            return series
-    raise ValueError(f"series {series_instance_uid}: no usable CT slice in {root} (see the skipped-file warnings)")
 
 
 def series_result(rows: Sequence[dict], threshold: float) -> dict:

@@ -13,15 +13,13 @@ from ignite.engine import Engine, Events
 
 from scripts.ctio.window import DEFAULT_HU_WINDOW
 from scripts.utils.numbers import finite_float
-from scripts.utils.skips import SkipLog
+from scripts.utils.skips import SKIPPED_COLUMNS, SKIPPED_CSV, SkipLog
 
 from .outputs import plot_dose_quality, read_table, write_index, write_series_outputs, write_table
 from .report_page import write_report_page
 from .summary import group_series, summarize_series
 
 __all__ = ["ExamReport", "NothingScoredError", "format_series_table"]
-
-SKIPPED_COLUMNS = ("path", "reason")
 
 
 class NothingScoredError(ValueError):
@@ -123,11 +121,9 @@ class ExamReport:
     def _write_skipped(self) -> list[tuple[str, str]]:
         if self.skip_log is None:
             return []
-        earlier = (
-            [(r["path"], r["reason"]) for r in read_table(self.output_dir / "skipped.csv")] if self.previous else []
-        )
+        earlier = [(r["path"], r["reason"]) for r in read_table(self.output_dir / SKIPPED_CSV)] if self.previous else []
         skipped = list(dict.fromkeys([*earlier, *self.skip_log.read()]))
-        write_table(self.output_dir / "skipped.csv", SKIPPED_COLUMNS, [dict(zip(SKIPPED_COLUMNS, s)) for s in skipped])
+        write_table(self.output_dir / SKIPPED_CSV, SKIPPED_COLUMNS, [dict(zip(SKIPPED_COLUMNS, s)) for s in skipped])
         self.skip_log.discard()
         return skipped
 

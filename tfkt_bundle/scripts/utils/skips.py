@@ -8,7 +8,11 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["SkipLog"]
+__all__ = ["SKIPPED_COLUMNS", "SKIPPED_CSV", "SkipLog"]
+
+# The columns and name of the skipped-items table every scoring front end writes beside its outputs.
+SKIPPED_COLUMNS = ("path", "reason")
+SKIPPED_CSV = "skipped.csv"
 
 
 class SkipLog:
