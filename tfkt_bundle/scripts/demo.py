@@ -15,6 +15,7 @@ are small so that the demo ends in minutes on a 2-core CPU; README says what a f
 from __future__ import annotations
 
 import argparse
+import gzip
 import subprocess
 import sys
 import time
@@ -49,12 +50,15 @@ def _demo_volume(ct_test: Path, out: Path) -> Path:
     from scripts.ctio.images import read_image_file
     from scripts.ctio.window import invert_hu_window
     from scripts.data.datasets import read_ldctiqac
+    from scripts.utils.atomic import atomic_path
 
     items = read_ldctiqac(ct_test)
     # Slice k is the k-th held-out image on a 1 mm RAS grid (array axes x, y, z): reversing rows and columns and
     # transposing puts it in the radiological display layout in which scripts.ctio.nifti reads NIfTI slices back.
     volume = np.stack([invert_hu_window(read_image_file(item["image"]))[::-1, ::-1].T for item in items], axis=-1)
-    nib.save(nib.Nifti1Image(volume.astype(np.float32), np.eye(4)), out)
+    image = nib.Nifti1Image(volume.astype(np.float32), np.eye(4))
+    with atomic_path(out) as tmp:  # a killed demo leaves no half-written volume for the next run to read
+        tmp.write_bytes(gzip.compress(image.to_bytes(), compresslevel=1))
     return out
 
 
