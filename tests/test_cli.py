@@ -187,49 +187,19 @@ def test_defects_and_debug_mode_keep_the_traceback(capsys, monkeypatch):
     assert "Traceback" in capsys.readouterr().err
 
 
-def test_a_misspelt_override_stops_the_runner_in_one_line(tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "training",
-        "--config_file",
-        "configs/train.json",
-        "--max_epoch",
-        "1",
-        "--output_dir",
-        str(tmp_path),
-    ]
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        (["--max_epoch", "1"], "error: ValueError: --max_epoch names no id of the configs; did you mean --max_epochs?"),
+        (["--max_epochs", "two"], "error: ValueError: --max_epochs two: expected an integer, like the default 100"),
+    ],
+    ids=["misspelt id", "wrong type"],
+)
+def test_a_mistaken_override_stops_the_runner_in_one_line(tmp_path, override, line):
+    command = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", "configs/train.json"]
+    command += [*override, "--output_dir", str(tmp_path)]
     done = subprocess.run(command, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
-    assert done.stderr.splitlines()[-2:] == [
-        "error: ValueError: --max_epoch names no id of the configs; did you mean --max_epochs?",
-        "(full traceback: TFKT_DEBUG=1)",
-    ]
-    assert "Traceback" not in done.stdout + done.stderr
-    assert not (tmp_path / "finetune").exists()  # stopped before any work
-
-
-def test_a_wrongly_typed_value_stops_the_runner_in_one_line(tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "training",
-        "--config_file",
-        "configs/train.json",
-        "--max_epochs",
-        "two",
-        "--output_dir",
-        str(tmp_path),
-    ]
-    done = subprocess.run(command, cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1
-    assert done.stderr.splitlines()[-2:] == [
-        "error: ValueError: --max_epochs two: expected an integer, like the default 100",
-        "(full traceback: TFKT_DEBUG=1)",
-    ]
+    assert done.stderr.splitlines()[-2:] == [line, "(full traceback: TFKT_DEBUG=1)"]
     assert "Traceback" not in done.stdout + done.stderr
     assert not (tmp_path / "finetune").exists()  # stopped before any work
