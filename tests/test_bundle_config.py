@@ -98,7 +98,8 @@ def test_verify_metadata_with_a_local_schema(tmp_path):
 
 # Override files are merged over train.json, as the model zoo does for evaluate/multi-GPU configs.
 OVERRIDES = {"pretrain.json", "multi_gpu_train.json", "evaluate.json"}  # merged over train.json
-INFERENCE_OVERRIDES = {"inference_onnx.json", "inference_openvino.json"}  # merged over inference.json
+# merged over inference.json (the uncertainty one after a backend's, when there is one)
+INFERENCE_OVERRIDES = {"inference_onnx.json", "inference_openvino.json", "inference_uncertainty.json"}
 STANDALONE = {"train.json", "inference.json", "rescore.json"}
 ARGS_FILES = {"onnx_export.json"}  # arguments of a MONAI command (--args_file), not a workflow
 
@@ -135,6 +136,18 @@ def _leaves(value):
             yield from _leaves(item)
     else:
         yield value
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx", "openvino"])
+def test_uncertainty_wraps_whatever_network_the_backend_runs(backend):
+    from scripts.command import inference_configs
+
+    plain, spread = ConfigParser(), ConfigParser()
+    plain.read_config([str(f) for f in inference_configs(backend)])
+    spread.read_config([str(f) for f in inference_configs(backend, uncertainty=True)])
+    assert spread["evaluator"]["network"] == plain["evaluator"]["network"]  # the backend's, left as it is
+    assert spread["inferer"]["_target_"] == "scripts.nets.tta.DihedralInferer"
+    assert spread["evaluator"]["postprocessing"] == "@postprocessing" and "postprocessing" not in plain["evaluator"]
 
 
 # inference.json stands alone for deployment tools (MONAI Deploy and Label load it by itself): these ids copy

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import tifffile
+import torch
 from ignite.engine import Engine
 
 from scripts.clinical.exam_report import ExamReport
@@ -69,3 +70,73 @@ def test_page_can_be_left_out_and_nothing_scored_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no slice was scored"):
         _run([], tmp_path / "empty")
     assert not (tmp_path / "empty" / "index.csv").exists()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# per-region quality maps and the score's spread over flips and rotations
+
+
+def test_each_shown_slice_gets_a_quality_map_computed_for_it_alone(tmp_path):
+    from scripts.nets.networks import create_network
+
+    network = create_network("hybrid_tiny").eval()
+    calls = []
+    network.backbone.register_forward_hook(lambda module, args, out: calls.append(tuple(args[0].shape)))
+    handler = _run(_rows(tmp_path / "in" / "a", n=7) + _rows(tmp_path / "in" / "b", n=2), tmp_path / "out",
+                   network=network)  # fmt: skip
+    page = (tmp_path / "out" / "report.html").read_text()
+    shown = sum(len(s["worst"]) for s in handler.summaries)
+    assert shown == 5 + 2 and page.count("<figure>") == shown
+    assert page.count('<img class="map"') == shown and page.count("per-region quality") == shown
+    assert calls == [(1, 1, 40, 30)] * shown  # the shown slices only, one network call each, at full size
+    assert page.count('class="scale"') == 2  # one colour scale per series
+    assert "No per-region quality maps" not in page
+
+
+def test_a_network_without_tokens_gets_a_note_and_no_maps(tmp_path):
+    _run(_rows(tmp_path / "in" / "a"), tmp_path / "out", network=torch.nn.Conv2d(1, 1, 3))
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert page.count("No per-region quality maps: Conv2d is not a torch network with per-region tokens") == 1
+    assert 'class="map"' not in page and page.count("<figure>") == 4
+    _run(_rows(tmp_path / "in" / "a"), tmp_path / "off", network=None)  # maps turned off: no note either
+    page = (tmp_path / "off" / "report.html").read_text()
+    assert 'class="map"' not in page and "quality maps" not in page
+
+
+def _read_csv(path) -> list[dict]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_score_spread_sits_beside_the_score_and_the_mean(tmp_path):
+    rows = _rows(tmp_path / "in" / "a")
+    for k, row in enumerate(rows):
+        row["score_sd"] = 0.1 * (k + 1)
+    (summary,) = _run(rows, tmp_path / "out").summaries
+    table = _read_csv(tmp_path / "out" / summary["folder"] / "scores.csv")
+    at = SCORES_COLUMNS.index("score") + 1
+    assert list(table[0]) == [*SCORES_COLUMNS[:at], "score_sd", *SCORES_COLUMNS[at:]]
+    assert [float(r["score_sd"]) for r in table] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert summary["score_sd"] == pytest.approx(0.25) and summary["worst"][0]["score_sd"] == pytest.approx(0.4)
+    (index,) = _read_csv(tmp_path / "out" / "index.csv")
+    assert list(index)[INDEX_COLUMNS.index("mean") + 1] == "score_sd" and float(index["score_sd"]) == 0.25
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<th>score SD</th>" in page and "0.00 ± 0.40" in page
+
+
+def test_spreads_from_the_evaluator_outputs_reach_the_rows(tmp_path):
+    """The evaluator's decollated outputs carry score_sd (configs/inference_uncertainty.json): the handler copies it
+    into the rows the prediction report collected for that iteration."""
+    report = PredictionReport(str(tmp_path), prefix="slice", only_best=False)
+    handler = ExamReport(report, str(tmp_path), page=False)
+    batches = [[{"name": "a"}, {"name": "b"}], [{"name": "c"}]]
+    spreads = {"a": 0.5, "b": 0.0, "c": 1.5}
+
+    def step(engine, batch):
+        return [{"pred": torch.tensor([2.0]), "score_sd": torch.tensor([spreads[i["name"]]])} for i in batch]
+
+    engine = Engine(step)
+    report.attach(engine)
+    handler.attach(engine)
+    engine.run(batches, max_epochs=1)
+    assert {r["name"]: r["score_sd"] for r in report.rows} == spreads

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import monai.bundle.workflows  # noqa: F401 - see below
 import numpy as np
 import pytest
 import torch
@@ -19,6 +20,9 @@ from PIL import Image
 from pydicom.uid import generate_uid
 from scipy.ndimage import gaussian_filter
 
+from scripts.clinical.outputs import INDEX_COLUMNS, SCORES_COLUMNS
+from scripts.ctio.slices import read_ct_slice
+from scripts.ctio.window import apply_hu_window
 from scripts.nets.networks import create_network
 from scripts.score import main
 
@@ -26,6 +30,8 @@ from conftest import BUNDLE_ROOT
 from dicom_helpers import write_ct_slice
 from model_helpers import noise_scorer_checkpoint
 
+# MONAI's loggers get a handler on sys.stdout when first imported: imported here, that is the session's stream, not
+# the first test's capsys one, which is closed after that test ("Logging error" on stderr in the tests after it).
 TFKT_SCORE = Path(sys.executable).parent / "tfkt-score"  # installed by `make venv` (pip install -e .)
 DOSES = {"low dose": 2.5, "mid dose": 10.0, "full dose": 20.0}  # CTDIvol (mGy) per series
 N_SLICES, SIZE = 6, 64
@@ -98,6 +104,8 @@ def test_scores_every_series_into_its_own_folder_with_an_index(tmp_path, study, 
         assert all(Path(r["file"]).parent == study / row["series_description"].replace(" ", "_") for r in scores)
         values = np.array([float(r["score"]) for r in scores])
         summary = json.loads((folder / "summary.json").read_text())
+        assert list(scores[0]) == list(SCORES_COLUMNS) and list(row) == list(INDEX_COLUMNS)  # no score_sd
+        assert "score_sd" not in summary and "score_sd" not in summary["worst"][0]
         assert summary["n_slices"] == N_SLICES == int(row["n_slices"])
         assert summary["mean"] == pytest.approx(values.mean()) == pytest.approx(float(row["mean"]))
         assert summary["median"] == pytest.approx(np.median(values))
@@ -130,12 +138,12 @@ def test_report_page_is_self_contained_with_plots_thumbnails_and_the_dose_view(t
     page = (out / "report.html").read_text()
     assert not re.search(r'(src|href)="(?!data:|#)', page), "every image and link is inside the page"
     images = _images(page)
-    # one score plot per series, the five worst slices of each, and the dose-quality plot (three CTDIvol levels)
-    assert len(images) == len(DOSES) * (1 + 5) + 1
+    # per series a score plot and the five worst slices, each with its quality map; the dose-quality plot
+    assert len(images) == len(DOSES) * (1 + 5 + 5) + 1
     assert all(image.startswith(PNG) for image in images)
     assert (out / "dose_quality.png").read_bytes() in images
-    thumbnail = Image.open(io.BytesIO(images[-1]))
-    assert thumbnail.size == (SIZE, SIZE) and thumbnail.mode == "L"
+    shown = [Image.open(io.BytesIO(image)) for image in images if Image.open(io.BytesIO(image)).size == (SIZE, SIZE)]
+    assert [image.mode for image in shown] == ["L", "RGB"] * len(DOSES) * 5  # thumbnail, then its map
     for name in DOSES:
         assert name in page
 
@@ -143,7 +151,7 @@ def test_report_page_is_self_contained_with_plots_thumbnails_and_the_dose_view(t
 def test_dose_view_needs_three_series_with_ctdivol(tmp_path, study, tiny_checkpoint):
     out = _score(tmp_path, [study / "low_dose", study / "full_dose"], tiny_checkpoint)
     assert not (out / "dose_quality.png").exists()
-    assert len(_images((out / "report.html").read_text())) == 2 * (1 + 5)
+    assert len(_images((out / "report.html").read_text())) == 2 * (1 + 5 + 5)
 
 
 @pytest.mark.parametrize(
@@ -224,23 +232,83 @@ def test_installed_command_reports_a_bad_input_in_one_line(tmp_path, tiny_checkp
     usage = subprocess.run([str(TFKT_SCORE), "--help"], capture_output=True, text=True, timeout=60)
     assert usage.returncode == 0 and "--threshold" in usage.stdout and "--backend" in usage.stdout
     assert "3  scored, but some inputs, files or slices were skipped" in usage.stdout
+    assert "--uncertainty" in usage.stdout and "the score is then their mean" in " ".join(usage.stdout.split())
+
+
+def _eager(checkpoint: Path) -> torch.nn.Module:
+    network = create_network("hybrid_tiny")
+    network.load_state_dict(torch.load(checkpoint, weights_only=True))
+    return network.eval()
+
+
+def _export_onnx(checkpoint: Path, onnx: Path) -> Path:
+    pytest.importorskip("onnxruntime", reason="the ONNX backend is the optional 'export' extra")
+    torch.onnx.export(
+        _eager(checkpoint), (torch.rand(2, 1, SIZE, SIZE),), str(onnx), input_names=["image"], output_names=["pred"],
+        dynamic_axes={"image": [0, 2, 3], "pred": [0]}, dynamo=True,
+    )  # fmt: skip
+    return onnx
 
 
 def test_onnx_backend_gives_the_torch_scores(tmp_path, study, tiny_checkpoint):
-    pytest.importorskip("onnxruntime", reason="the ONNX backend is the optional 'export' extra")
-    network = create_network("hybrid_tiny")
-    network.load_state_dict(torch.load(tiny_checkpoint, weights_only=True))
-    onnx = tmp_path / "model.onnx"
-    torch.onnx.export(
-        network.eval(), (torch.rand(2, 1, SIZE, SIZE),), str(onnx), input_names=["image"], output_names=["pred"],
-        dynamic_axes={"image": [0, 2, 3], "pred": [0]}, dynamo=True,
-    )  # fmt: skip
+    onnx = _export_onnx(tiny_checkpoint, tmp_path / "model.onnx")
     eager = _score(tmp_path / "torch", [study / "low_dose"], tiny_checkpoint, "--backend", "torch")
     exported = _score(tmp_path / "onnx", [study / "low_dose"], onnx, "--backend", "onnx", "--batch-size", "3")
     (row,) = _csv(eager / "index.csv")
     a = [float(r["score"]) for r in _csv(eager / row["folder"] / "scores.csv")]
     b = [float(r["score"]) for r in _csv(exported / row["folder"] / "scores.csv")]
     np.testing.assert_allclose(b, a, atol=1e-4)
+    page = (exported / "report.html").read_text()  # the ONNX model has no torch tokens to map: said once
+    assert page.count("No per-region quality maps: OnnxRuntimeNetwork is not a torch network") == 1
+    assert 'class="map"' not in page
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# --uncertainty and the report's quality maps
+
+
+@torch.no_grad()
+def _eight_view_scores(network: torch.nn.Module, dicom: str) -> np.ndarray:
+    """The slice's scores over its 8 flips and rotations, each view scored on its own by the eager network."""
+    hu, _ = read_ct_slice(dicom, 0, None)
+    image = apply_hu_window(hu)
+    views = [np.rot90(base, k).copy() for base in (image, np.fliplr(image)) for k in range(4)]
+    return np.array([float(network(torch.from_numpy(v)[None, None])) for v in views])
+
+
+@pytest.mark.parametrize("backend", ["torch", "openvino", "onnx"])
+def test_uncertainty_scores_the_mean_of_eight_views_and_writes_their_sd(tmp_path, study, tiny_checkpoint, backend):
+    pytest.importorskip({"openvino": "openvino", "onnx": "onnxruntime"}.get(backend, "torch"))
+    weights = _export_onnx(tiny_checkpoint, tmp_path / "model.onnx") if backend == "onnx" else tiny_checkpoint
+    flags = ("--uncertainty", "--backend", backend, "--batch-size", "4")
+    out = _score(tmp_path, [study / "low_dose"], weights, *flags)
+    (row,) = _csv(out / "index.csv")
+    table = _csv(out / row["folder"] / "scores.csv")
+    at = SCORES_COLUMNS.index("score") + 1
+    assert list(table[0]) == [*SCORES_COLUMNS[:at], "score_sd", *SCORES_COLUMNS[at:]]
+    network, tolerance = _eager(tiny_checkpoint), 1e-5 if backend == "torch" else 1e-4
+    for slice_row in table:
+        views = _eight_view_scores(network, slice_row["file"])
+        assert float(slice_row["score"]) == pytest.approx(views.mean(), abs=tolerance)
+        assert float(slice_row["score_sd"]) == pytest.approx(views.std(), abs=tolerance)
+        assert float(slice_row["score_sd"]) > 1e-3
+    spreads = [float(r["score_sd"]) for r in table]
+    summary = json.loads((out / row["folder"] / "summary.json").read_text())
+    assert summary["score_sd"] == pytest.approx(np.mean(spreads)) == pytest.approx(float(row["score_sd"]))
+    assert list(row)[INDEX_COLUMNS.index("mean") + 1] == "score_sd"
+    assert " ± " in (out / "report.html").read_text()
+
+
+def test_uncertainty_needs_the_local_engine(tmp_path, study, tiny_checkpoint, capsys):
+    argv = [str(study), "--out", str(tmp_path / "o"), "--checkpoint", str(tiny_checkpoint), "--uncertainty"]
+    assert main([*argv, "--engine", "ray"]) == 2
+    assert capsys.readouterr().err == "error: ValueError: --uncertainty runs with --engine local only\n"
+
+
+def test_quality_maps_can_be_left_out(tmp_path, study, tiny_checkpoint):
+    out = _score(tmp_path, [study / "low_dose"], tiny_checkpoint, "--no-quality-maps")
+    page = (out / "report.html").read_text()
+    assert len(_images(page)) == 1 + 5 and 'class="map"' not in page and "quality maps" not in page
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -358,7 +426,7 @@ def test_an_interrupted_run_resumes_without_reading_finished_series_again(
     for row in resumed:
         assert float(row["mean"]) == pytest.approx(float(by_folder[row["folder"]]["mean"]), abs=1e-6)
     assert [Path(r["path"]).name for r in _csv(cut / "skipped.csv")] == ["notes.txt"]
-    assert len(_images((cut / "report.html").read_text())) == len(DOSES) * (1 + 5) + 1
+    assert len(_images((cut / "report.html").read_text())) == len(DOSES) * (1 + 5 + 5) + 1
 
 
 def test_damaged_and_unrescaled_files_are_skipped_and_their_series_scored(tmp_path, study, tiny_checkpoint):

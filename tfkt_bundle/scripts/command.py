@@ -26,6 +26,7 @@ __all__ = [
     "WORKFLOWS",
     "BUNDLE_ROOT",
     "INFERENCE_BACKEND_CONFIGS",
+    "UNCERTAINTY_CONFIG",
     "inference_configs",
     "model_overrides",
     "parse_command",
@@ -44,13 +45,16 @@ WORKFLOWS = {
 USAGE = f"usage: tfkt-bundle run {{{','.join(WORKFLOWS)}}} [--id value ...]"
 # Inference backends other than eager torch: the config merged over inference.json that swaps the network.
 INFERENCE_BACKEND_CONFIGS = {"onnx": "inference_onnx.json", "openvino": "inference_openvino.json"}
+# Merged after the backend's: scores each slice's 8 flips and rotations around whatever network the backend runs.
+UNCERTAINTY_CONFIG = "inference_uncertainty.json"
 
 
-def inference_configs(backend: str, bundle_root: str | Path = BUNDLE_ROOT) -> list[Path]:
-    """The config files, merged in order, of the inference workflow run by ``backend`` ("torch", "onnx", ...)."""
+def inference_configs(backend: str, bundle_root: str | Path = BUNDLE_ROOT, uncertainty: bool = False) -> list[Path]:
+    """The config files, merged in order, of the inference workflow run by ``backend`` ("torch", "onnx", ...), with
+    the score's spread over each slice's flips and rotations when ``uncertainty``."""
     configs = Path(bundle_root) / "configs"
     extra = [] if backend == "torch" else [configs / INFERENCE_BACKEND_CONFIGS[backend]]
-    return [configs / "inference.json", *extra]
+    return [configs / "inference.json", *extra, *([configs / UNCERTAINTY_CONFIG] if uncertainty else [])]
 
 
 def model_overrides(backend: str, checkpoint: str | Path, network_preset: str | None, precision: str) -> dict:

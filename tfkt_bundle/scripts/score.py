@@ -1,6 +1,7 @@
 """``tfkt-score``: score clinical CT with the bundle's model, one command, no config to write.
 
     tfkt-score INPUT... --out OUTDIR [--checkpoint PATH] [--threshold 2.0] [--batch-size N] [--device cpu|cuda]
+               [--uncertainty] [--no-quality-maps]
     tfkt-score compare BEFORE AFTER --out OUTDIR [same options]
     tfkt-score INPUT... --out OUTDIR --engine ray [--address auto|HOST:PORT]   (an archive, on Ray: extra 'scale')
 
@@ -8,7 +9,7 @@ INPUT: DICOM folders (searched recursively: any number of studies and series, ot
 DICOM files, NIfTI volumes, 2-D image files or folders of them. It runs the bundle's own inference workflow
 (``configs/inference.json``), so the scores are those of ``tfkt-bundle run inference``, and writes per series
 ``OUTDIR/<series>/scores.csv``, ``summary.json`` and ``scores.png``, then ``OUTDIR/index.csv`` and a
-self-contained ``OUTDIR/report.html``.
+self-contained ``OUTDIR/report.html`` (with a map of per-region quality beside each thumbnail of a worst slice).
 
 ``compare`` scores two versions of the same exam (e.g. filtered back-projection and iterative reconstruction, or
 raw and denoised) into ``OUTDIR/before`` and ``OUTDIR/after``, pairs their slices by position (by order when
@@ -90,6 +91,18 @@ def build_parser(compare: bool = False) -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="keep the series an interrupted run into --out finished")
     parser.add_argument("--verbose", action="store_true", help="log the workflow's progress (INFO)")
     parser.add_argument("--network-preset", help="network layout of the checkpoint (default: the config's)")
+    parser.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="score each slice's 8 flips and 90-degree rotations: the score is then their mean, and their SD is "
+        "written beside it (score_sd in scores.csv, the series' mean in summary.json and index.csv); 8x the time",
+    )
+    parser.add_argument(
+        "--no-quality-maps",
+        dest="quality_maps",
+        action="store_false",
+        help="leave out the report's per-region quality maps (eager torch re-runs only on the shown slices)",
+    )
     if not compare:  # archive scale: the optional extra 'scale' (pip install -r requirements-scale.txt)
         parser.add_argument("--engine", choices=("local", "ray"), default="local", help="ray: on Ray workers")
         parser.add_argument("--address", help="--engine ray: the Ray cluster (auto, HOST:PORT); none: a local one")
@@ -124,6 +137,8 @@ def _check_engine(args: argparse.Namespace) -> None:
     engine = getattr(args, "engine", "local")
     if getattr(args, "address", None) and engine != "ray":
         raise ValueError("--address names a Ray cluster: add --engine ray")
+    if engine == "ray" and args.uncertainty:  # the Ray workers run the plain inference configs
+        raise ValueError("--uncertainty runs with --engine local only")
     if engine == "ray":
         from scripts.scale import check_ray  # cheap: Ray itself is imported only to see that it is there
 
@@ -157,6 +172,7 @@ def _overrides(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> d
         "batch_size": args.batch_size,
         "num_workers": args.workers,
         "resume": args.resume,
+        "quality_maps": args.quality_maps,
         **model_overrides(args.backend, args.checkpoint.resolve(), args.network_preset, args.precision),
     }
     if args.device != "auto":
@@ -173,7 +189,7 @@ def score(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> tuple[
     from monai.bundle import ConfigWorkflow  # imported here: --help and usage errors stay instant
 
     workflow = ConfigWorkflow(
-        config_file=[str(f) for f in inference_configs(args.backend)],
+        config_file=[str(f) for f in inference_configs(args.backend, uncertainty=args.uncertainty)],
         meta_file=str(CONFIGS / "metadata.json"),
         logging_file=str(CONFIGS / "logging.conf"),
         workflow_type="inference",

@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 from ignite.engine import Engine, Events
 
 from scripts.ctio.window import DEFAULT_HU_WINDOW
@@ -17,7 +19,10 @@ from scripts.utils.skips import SKIPPED_COLUMNS, SKIPPED_CSV, SkipLog
 
 from .outputs import plot_dose_quality, read_table, write_index, write_series_outputs, write_table
 from .report_page import write_report_page
-from .summary import group_series, summarize_series
+from .summary import SPREAD_KEY, group_series, summarize_series
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["ExamReport", "NothingScoredError", "format_series_table"]
 
@@ -44,6 +49,12 @@ class ExamReport:
             empty when nothing was skipped), counted on the console and listed in the page.
         finished: summaries of series a previous run finished (:func:`scripts.clinical.outputs.finished_series`),
             kept in the index and the page; the stream should not read them again.
+        network: the run's torch network, weights loaded, for a map of per-region quality beside each thumbnail
+            (:mod:`scripts.nets.explain`; computed for the shown slices only). None: no maps. A network without
+            per-region tokens (``tfkt_v2``, the ONNX runtime) gets a note in the page instead.
+
+    With ``configs/inference_uncertainty.json``, the outputs of the evaluator carry ``score_sd`` beside ``pred``: it
+    is added to the report's row of each slice, hence to scores.csv, the summaries and the index.
     """
 
     def __init__(
@@ -55,6 +66,7 @@ class ExamReport:
         page: bool = True,
         skip_log: SkipLog | None = None,
         finished: Mapping[str, dict] | None = None,
+        network: nn.Module | None = None,
     ) -> None:
         self.report = report
         self.output_dir = Path(output_dir)
@@ -63,6 +75,7 @@ class ExamReport:
         self.page = page
         self.skip_log = skip_log
         self.previous = dict(finished or {})
+        self.network = network
         self.written: dict[str, dict] = {}  # series finished in this run, by key
         self.counts: dict[str, int] = {}  # slices scored so far, by series
         self.summaries: list[dict] = []
@@ -75,12 +88,25 @@ class ExamReport:
 
     def _write_finished(self, engine: Engine) -> None:
         """Write the series whose planned slices (``series_slices``) have all been scored."""
+        self._add_spread(engine)
         for item in _batch_items(engine.state.batch):
             key = str(item.get("series"))
             self.counts[key] = self.counts.get(key, 0) + 1
             planned = _planned(item)
             if key not in self.written and planned is not None and self.counts[key] >= planned:
                 self._write_series(key, group_series([r for r in self.report.rows if str(r.get("series")) == key])[key])
+
+    def _add_spread(self, engine: Engine) -> None:
+        """Copy each output's ``score_sd`` into the row the report collected for it in this iteration (the report
+        runs first and appends one row per item, in the batch's order)."""
+        outputs = engine.state.output if isinstance(engine.state.output, (list, tuple)) else []
+        spreads = [out.get(SPREAD_KEY) for out in outputs if isinstance(out, Mapping)]
+        if not spreads or all(s is None for s in spreads):
+            return
+        if len(self.report.rows) < len(spreads):
+            raise RuntimeError("attach ExamReport after the PredictionReport it reads")
+        for row, spread in zip(self.report.rows[-len(spreads) :], spreads):
+            row[SPREAD_KEY] = float(np.asarray(spread, dtype=float).reshape(-1)[0])
 
     def _reset(self, engine: Engine) -> None:
         self.written, self.counts = {}, {}
@@ -110,13 +136,26 @@ class ExamReport:
         dose = plot_dose_quality(self.summaries, self.output_dir / "dose_quality.png")
         if self.page:
             plots = [self.output_dir / s["folder"] / "scores.png" for s in self.summaries]
+            quality_map, map_note = self._quality_map()
             write_report_page(
-                self.output_dir / "report.html", self.summaries, self.hu_window, plots, dose, self.skipped
-            )
+                self.output_dir / "report.html", self.summaries, self.hu_window, plots, dose, self.skipped,
+                quality_map=quality_map, map_note=map_note,
+            )  # fmt: skip
         print(format_series_table(self.summaries))
         kept = f" ({len(self.previous)} series kept from the previous run)" if self.previous else ""
         written = "index.csv, report.html" if self.page else "index.csv"
         print(f"wrote {self.output_dir}: {written} and one folder per series{kept}{self._skip_note()}")
+
+    def _quality_map(self) -> tuple[Callable[[np.ndarray], np.ndarray] | None, str]:
+        """The page's per-region map of a slice as the network sees it, or None and why there is none."""
+        if self.network is None:
+            return None, ""
+        from scripts.nets.explain import region_score_map, why_no_token_maps  # torch: only when maps are drawn
+
+        reason = why_no_token_maps(self.network)
+        if reason is not None:
+            return None, f"No per-region quality maps: {reason}."
+        return (lambda image: region_score_map(self.network, image)), ""
 
     def _write_skipped(self) -> list[tuple[str, str]]:
         if self.skip_log is None:

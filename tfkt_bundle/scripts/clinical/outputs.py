@@ -17,6 +17,8 @@ from scripts.ctio.slices import ACQUISITION_KEYS
 from scripts.utils.atomic import atomic_path, atomic_save_png, atomic_write_json
 from scripts.utils.scores import SCORE_RANGE
 
+from .summary import SPREAD_KEY
+
 __all__ = [
     "SCORES_COLUMNS",
     "INDEX_COLUMNS",
@@ -59,7 +61,7 @@ def write_series_outputs(out_dir: str | os.PathLike, summary: dict, rows: Sequen
     """
     folder = Path(out_dir) / summary["folder"]
     table = [{**row, "file": row.get("source", ""), "score": float(row["prediction"])} for row in rows]
-    write_table(folder / "scores.csv", SCORES_COLUMNS, table)
+    write_table(folder / "scores.csv", _with_spread(SCORES_COLUMNS, "score", table), table)
     plot_series_scores(rows, summary, folder / "scores.png")
     atomic_write_json(folder / "summary.json", summary)  # last: its presence marks the series finished
     return folder
@@ -78,7 +80,16 @@ def finished_series(out_dir: str | os.PathLike) -> dict[str, dict]:
 def write_index(out_dir: str | os.PathLike, summaries: Sequence[dict]) -> Path:
     """``<out_dir>/index.csv``: one row per series with its identifiers, acquisition fields and summary numbers."""
     table = [{**s.get("acquisition", {}), **s} for s in summaries]
-    return write_table(Path(out_dir) / "index.csv", INDEX_COLUMNS, table)
+    return write_table(Path(out_dir) / "index.csv", _with_spread(INDEX_COLUMNS, "mean", table), table)
+
+
+def _with_spread(columns: Sequence[str], after: str, rows: Sequence[dict]) -> tuple[str, ...]:
+    """``columns`` with ``score_sd`` after ``after`` when a row has one (``tfkt-score --uncertainty``: the score's SD
+    over the slice's 8 flips and rotations, the series' mean of it in the index); the layout is unchanged without."""
+    if not any(SPREAD_KEY in row for row in rows):
+        return tuple(columns)
+    at = columns.index(after) + 1
+    return (*columns[:at], SPREAD_KEY, *columns[at:])
 
 
 def write_table(path: str | os.PathLike, columns: Sequence[str], rows: Sequence[dict]) -> Path:

@@ -1,7 +1,8 @@
 """Per-series summaries of slice scores: what a physicist reads first after scoring an exam.
 
 A summary is a JSON-ready dict: identifiers, score statistics, the slices below the threshold, the worst slices,
-and the acquisition fields the slices carried (dose fields averaged over the series, the rest from its first slice).
+the slices' mean score SD when they were scored over their flips and rotations (``score_sd``), and the
+acquisition fields the slices carried (dose fields averaged over the series, the rest from its first slice).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from scripts.ctio.kinds import natural_key
 from scripts.ctio.slices import ACQUISITION_KEYS
 from scripts.utils.numbers import finite_float
 
-__all__ = ["SLICE_REF_KEYS", "group_series", "summarize_series", "series_folder"]
+__all__ = ["SLICE_REF_KEYS", "SPREAD_KEY", "group_series", "summarize_series", "series_folder"]
 
 # What identifies a listed slice (below threshold, worst): enough to find it in a viewer and to read it again.
 SLICE_REF_KEYS = ("name", "sop_instance_uid", "instance_number", "z", "slice_index", "source", "frame")
+SPREAD_KEY = "score_sd"  # a slice's score SD over its 8 flips and rotations, when scored with them
 _AVERAGED = ("exposure_mas", "ctdi_vol")  # vary slice by slice under tube-current modulation
 
 
@@ -66,6 +68,7 @@ def _summary(key: str, rows: list[dict], threshold: float, n_worst: int) -> dict
         "series_instance_uid": str(first.get("series_instance_uid") or ""),
         "n_slices": int(scores.size),
         "mean": float(scores.mean()),
+        **_mean_spread(rows),
         "median": float(np.median(scores)),
         "min": float(scores.min()),
         "max": float(scores.max()),
@@ -78,9 +81,18 @@ def _summary(key: str, rows: list[dict], threshold: float, n_worst: int) -> dict
     }
 
 
+def _mean_spread(rows: list[dict]) -> dict:
+    """``score_sd``, the mean of the slices' score SDs, when every slice has one (``tfkt-score --uncertainty``)."""
+    spreads = [finite_float(r.get(SPREAD_KEY)) for r in rows]
+    if not spreads or any(v is None for v in spreads):
+        return {}
+    return {SPREAD_KEY: float(np.mean(spreads))}
+
+
 def _slice_ref(row: dict) -> dict:
     ref = {key: _plain(row[key]) for key in SLICE_REF_KEYS if key in row}
-    return {**ref, "score": float(row["prediction"])}
+    spread = finite_float(row.get(SPREAD_KEY))
+    return {**ref, "score": float(row["prediction"]), **({SPREAD_KEY: spread} if spread is not None else {})}
 
 
 def _acquisition(rows: list[dict]) -> dict:

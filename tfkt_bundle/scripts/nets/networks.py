@@ -146,6 +146,11 @@ class SpatialHybridIQA(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Return the encoded tokens, shape (B, N, embed_dim)."""
+        return self.forward_tokens(x)[0]
+
+    def forward_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Return the encoded tokens (B, N, embed_dim) and their grid (rows, columns), N = rows * columns, row-major:
+        token ``i`` covers the slice region at row ``i // columns``, column ``i % columns`` of that grid."""
         _check_input(x, self.in_chans)
         x = (x - self.input_mean) / self.input_std
         fmap = self.backbone(x)[self.feature_index]
@@ -155,7 +160,7 @@ class SpatialHybridIQA(nn.Module):
         b, c, h, w = fmap.shape
         tokens = fmap.flatten(2).transpose(1, 2)
         tokens = tokens + sincos_position_2d(h, w, c, device=tokens.device, dtype=tokens.dtype)
-        return self.norm(self.encoder(tokens))
+        return self.norm(self.encoder(tokens)), (h, w)
 
     def _pool_tokens(self, fmap: torch.Tensor) -> torch.Tensor:
         height, width = int(fmap.shape[-2]), int(fmap.shape[-1])  # plain ints, also when traced for export
@@ -167,11 +172,17 @@ class SpatialHybridIQA(nn.Module):
             return nn.functional.avg_pool2d(fmap, stride)
         return nn.functional.adaptive_avg_pool2d(fmap, side)
 
+    def pool_weights(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Each token's weight in the pooled vector, shape (B, N, 1), summing to 1 over the tokens: the learned
+        attention, or uniform for mean pooling."""
+        if self.attn_pool is None:
+            return torch.full_like(tokens[..., :1], 1.0 / tokens.shape[1])
+        return torch.softmax(self.attn_pool(tokens), dim=1)
+
     def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool tokens to one vector and regress the score (or return the pooled vector)."""
         if self.attn_pool is not None:
-            weights = torch.softmax(self.attn_pool(tokens), dim=1)
-            pooled = (weights * tokens).sum(dim=1)
+            pooled = (self.pool_weights(tokens) * tokens).sum(dim=1)
         else:
             pooled = tokens.mean(dim=1)
         pooled = self.drop(pooled)
