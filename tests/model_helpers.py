@@ -26,3 +26,10 @@ def noise_scorer_checkpoint(path: Path, size: int = 64, preset: str = "hybrid_ti
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(network.state_dict(), path)
     return path
+
+
+def noise_scorer(folder: Path, preset: str = "hybrid_tiny") -> torch.nn.Module:
+    """The network of :func:`noise_scorer_checkpoint` loaded back from its file, in eval mode."""
+    network = create_network(preset)
+    network.load_state_dict(torch.load(noise_scorer_checkpoint(folder / "model.pt", preset=preset), weights_only=True))
+    return network.eval()

@@ -10,15 +10,12 @@ from torch import nn
 from scripts.nets.explain import region_score_map, token_maps, why_no_token_maps
 from scripts.nets.networks import create_network
 
-from model_helpers import noise_scorer_checkpoint
+from model_helpers import noise_scorer
 
 
 @pytest.fixture(scope="module")
 def scorer(tmp_path_factory) -> nn.Module:
-    network = create_network("hybrid_tiny")
-    path = noise_scorer_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
-    network.load_state_dict(torch.load(path, weights_only=True))
-    return network.eval()
+    return noise_scorer(tmp_path_factory.mktemp("model"))
 
 
 def _half_noisy(shape=(96, 64), sd=0.15, seed=0) -> np.ndarray:

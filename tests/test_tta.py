@@ -7,18 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from scripts.nets.networks import create_network
 from scripts.nets.tta import DihedralInferer, SplitScoreSpread
 
-from model_helpers import noise_scorer_checkpoint
+from model_helpers import noise_scorer
 
 
 @pytest.fixture(scope="module")
 def scorer(tmp_path_factory) -> nn.Module:
-    network = create_network("hybrid_tiny")
-    path = noise_scorer_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
-    network.load_state_dict(torch.load(path, weights_only=True))
-    return network.eval()
+    return noise_scorer(tmp_path_factory.mktemp("model"))
 
 
 def _noisy_slices(shape, seed=0) -> torch.Tensor:
