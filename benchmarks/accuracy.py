@@ -53,7 +53,7 @@ from scripts.utils.atomic import atomic_save_png, atomic_write_json  # noqa: E40
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_WORK = BUNDLE / "eval" / "accuracy_benchmark"
-DEFAULT_MODEL = f"demo=hybrid_lite0:{BUNDLE / 'models' / 'model.pt'}"
+DEFAULT_MODEL = f"demo=hybrid_lite0:{BUNDLE / 'eval' / 'demo_models' / 'model.pt'}"  # what `make demo` trains
 BASELINE = "noise_baseline"
 LABEL = "label (SSIM rule)"
 SET_SOURCES = {"ldctiqac_samples": SHARED / "ldctiqac_samples", "demo_ct_test": REPO_ROOT / "demo_data" / "ct_test"}

@@ -16,7 +16,7 @@ The strengths are fixed here beforehand, not chosen on any result. Images shared
 ``dose`` 0 and ``views`` 0; the 0.25-dose scan: ``dose`` 2 and every ``smooth_*`` 0) are stored once.
 
 **Label rule** (for the pooled metrics): the demo data's full-reference rule,
-``scripts.synthesis.demo_data.ssim_to_score(reference_ssim(reference, image))`` = 4 x clip((SSIM - 0.15) / 0.8, 0, 1),
+``scripts.synthesis.labels.ssim_to_score(reference_ssim(reference, image))`` = 4 x clip((SSIM - 0.15) / 0.8, 0, 1),
 SSIM against the windowed source slice (the full-dose scan as stored), unrounded.
 
 **Full dose.** The simulator's own calibration overshoots on this series (photon starvation at its first probe
@@ -46,7 +46,7 @@ from skimage.restoration import denoise_nl_means, denoise_tv_chambolle
 from scripts.ctio.dicom import find_dicom_series
 from scripts.ctio.dicom_pixels import iter_series_slices
 from scripts.ctio.window import apply_hu_window
-from scripts.synthesis.demo_data import reference_ssim, ssim_to_score
+from scripts.synthesis.labels import reference_ssim, ssim_to_score
 from scripts.synthesis.simulate import SimulatorConfig, SliceSimulator, soft_tissue_mask, soft_tissue_noise
 from scripts.utils.atomic import atomic_path, atomic_write_json
 

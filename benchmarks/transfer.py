@@ -20,7 +20,7 @@ configs/train.json`` with overrides, as scripts/demo.py fine-tunes):
 names, so the workflow's 90/10 train/validation split by name applies inside each subset). Every run writes its
 best-validation checkpoint to ``<work>/runs/<run>/model.pt`` and its final state to ``.../finetune/last.pt``, and is
 skipped when it was trained with the same command before. The final weights of every run (see
-:func:`final_weights`), the shipped demo model and the noise baseline are then scored by benchmarks/accuracy.py.
+:func:`final_weights`), the demo's model and the noise baseline are then scored by benchmarks/accuracy.py.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def test_overrides_are_read_as_fire_reads_them():
 def test_config_ids_of_merged_files_include_nested_and_override_ids():
     ids = cli.config_ids(f"['{TRAIN}','{PRETRAIN}']")
     assert {"max_epochs", "train#trainer#max_epochs", "train#handlers#0", "crop_size", "dataset_kind"} <= ids
-    assert "crop_size" not in cli.config_ids(TRAIN)
+    assert "pretraining" not in cli.config_ids(TRAIN)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_valid_lines_pass_and_other_programs_are_left_alone():
         # the runner reads `false` as the text "false", which is true: tracking would stay on
         (["--use_mlflow=false"], "--use_mlflow false: expected True or False, like the default True"),
         (["--num_workers", "True"], "--num_workers True: expected an integer, like the default 0"),
-        (["--train_crop", "4"], "--train_crop 4: expected a list, like the default []"),
+        (["--crop_size", "4"], "--crop_size 4: expected a list, like the default [256, 256]"),
         (
             ["--experiment_name", "2024"],
             "--experiment_name 2024: expected a string, like the default 'tfkt_bundle'; "

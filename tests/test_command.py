@@ -13,7 +13,18 @@ from scripts import command
 from conftest import BUNDLE_ROOT
 
 TFKT_BUNDLE = Path(sys.executable).parent / "tfkt-bundle"  # installed by `make venv` (pip install -e .)
-TINY = ["--network_preset", "hybrid_tiny", "--batch_size", "4", "--max_shift", "2", "--n_boot", "20"]
+TINY = [
+    "--network_preset",
+    "hybrid_tiny",
+    "--batch_size",
+    "4",
+    "--max_shift",
+    "2",
+    "--n_boot",
+    "20",
+    "--crop_size",
+    "[32, 32]",
+]
 
 
 def test_workflows_map_to_the_bundle_configs_and_values_read_as_literals():

@@ -12,15 +12,7 @@ import tifffile
 from PIL import Image
 
 from scripts.data.datasets import read_csv_dataset, read_ldctiqac
-from scripts.synthesis.demo_data import (
-    DISTORTIONS,
-    QUICK_SETTINGS,
-    build_ct_sets,
-    build_demo_data,
-    load_ct_sources,
-    main,
-    ssim_to_score,
-)
+from scripts.synthesis.demo_data import QUICK_SETTINGS, build_ct_sets, build_demo_data, load_ct_sources, main
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +32,9 @@ def _degradations(folder: Path) -> list[dict]:
 def test_build_returns_paths_and_counts(demo: dict):
     assert demo["natural_csv"].name == "scores.csv" and demo["natural_csv"].is_file()
     assert (demo["ct_train"] / "train.json").is_file() and (demo["ct_test"] / "test.json").is_file()
-    n_natural = len(QUICK_SETTINGS.natural_images) * (1 + len(DISTORTIONS) * len(QUICK_SETTINGS.natural_levels))
+    n_natural = len(QUICK_SETTINGS.natural_images) * (
+        1 + len(QUICK_SETTINGS.distortions) * len(QUICK_SETTINGS.natural_levels)
+    )
     n_per_source = len(QUICK_SETTINGS.doses) * len(QUICK_SETTINGS.view_divisors)
     n_train = 3 * n_per_source * len(QUICK_SETTINGS.mirror)
     assert demo["counts"] == {"natural": n_natural, "ct_train": n_train, "ct_test": n_per_source}
@@ -68,7 +62,7 @@ def test_natural_scores_clean_at_4_and_fall_with_distortion(demo: dict):
             assert float(row["score"]) == 4.0 and float(row["ssim"]) == 1.0
         else:
             by_type[(row["group"], row["distortion"])].append((int(row["level"]), float(row["score"])))
-    assert {d for _, d in by_type} == set(DISTORTIONS)
+    assert {d for _, d in by_type} == set(QUICK_SETTINGS.distortions)
     for key, levels in by_type.items():
         scores = [s for _, s in sorted(levels)]
         assert all(b <= a for a, b in zip(scores, scores[1:])), f"{key}: {scores}"
@@ -127,12 +121,6 @@ def test_ct_sources_are_distinct_real_slices():
     for source in sources:
         assert source.hu.ndim == 2 and source.hu.min() >= -1000.0 and source.spacing_mm > 0
         assert np.percentile(source.hu, 99) > 100.0  # real anatomy with tissue and bone, not a blank frame
-
-
-def test_ssim_to_score_rule():
-    assert ssim_to_score(1.0) == 4.0 and ssim_to_score(0.95) == 4.0
-    assert ssim_to_score(0.15) == 0.0 and ssim_to_score(-0.2) == 0.0
-    assert ssim_to_score(0.55) == pytest.approx(2.0)
 
 
 def test_cli_rerun_is_deterministic_and_removes_stale_files(demo: dict, tmp_path: Path, capsys):

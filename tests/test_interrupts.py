@@ -14,7 +14,14 @@ import torch
 from conftest import BUNDLE_ROOT
 
 pytestmark = pytest.mark.slow
-TINY = {"network_preset": "hybrid_tiny", "batch_size": 4, "max_shift": 2, "n_boot": 20, "use_mlflow": False}
+TINY = {
+    "network_preset": "hybrid_tiny",
+    "batch_size": 4,
+    "max_shift": 2,
+    "n_boot": 20,
+    "use_mlflow": False,
+    "crop_size": [32, 32],
+}
 EPOCHS = 3
 
 

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from scripts.evaluation.noise_baseline import NOISE_FLOOR_HU, body_mask, noise_hu, noise_score, noise_sigma
+from scripts.ctio.noise import body_mask, noise_sigma
+from scripts.evaluation.noise_baseline import NOISE_FLOOR_HU, noise_hu, noise_score
 
 SIZE = 128
 

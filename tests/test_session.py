@@ -69,3 +69,22 @@ def test_an_engine_whose_only_handler_swallows_errors_still_raises():
 )
 def test_resume_command_repeats_the_run_with_resume(argv, expected):
     assert resume_command(argv) == expected
+
+
+def test_training_refuses_to_replace_released_weights(tmp_path):
+    """A file listed in the bundle's large_files.yml is the release: the run stops before its first step."""
+    import torch
+
+    from scripts.nets.manifest import add_entry
+    from scripts.training.session import run_training
+
+    (tmp_path / "large_files.yml").write_text("large_files: []\n")
+    (tmp_path / "models").mkdir()
+    released = tmp_path / "models" / "model.pt"
+    torch.save({"w": torch.zeros(1)}, released)
+    add_entry(released, url="")
+    before = released.read_bytes()
+    trainer = Engine(lambda engine, batch: pytest.fail("training started"))
+    with pytest.raises(ValueError, match=r"model.pt is released weights \(listed in .*large_files.yml\): training"):
+        run_training(trainer, Engine(lambda e, b: None), str(released), str(tmp_path / "last.pt"), str(tmp_path))
+    assert released.read_bytes() == before

@@ -183,3 +183,34 @@ def test_crop_pads_small_and_crops_large_without_resampling():
     patch = crop({"image": large})["image"]
     rows, cols = np.argwhere(large[0].numpy() == float(patch[0, 0, 0]))[0]
     assert torch.equal(patch, large[:, rows : rows + 8, cols : cols + 8])
+
+
+def test_body_crop_centres_fall_inside_the_body_at_native_scale():
+    """A patient (0.7) in the lower right of air (0): each crop holds body; pixels are copied, never resampled."""
+    image = np.zeros((1, 96, 96), np.float32)
+    image[0, 60:90, 60:90] = 0.7 + 0.01 * np.arange(30)[None, :]
+    pad, crop = tr.body_crop((32, 32))
+    crop.set_random_state(0)
+    values = set(np.unique(image).tolist())
+    for _ in range(20):
+        out = np.asarray(crop(pad({"image": torch.as_tensor(image)}))["image"])
+        assert out.shape == (1, 32, 32) and (out > tr.BODY_LEVEL).mean() > 0.2
+        assert set(np.unique(out).tolist()) <= values
+
+
+def test_body_crop_without_body_still_crops_and_pads_small_slices():
+    pad, crop = tr.body_crop((16, 16))
+    crop.set_random_state(1)
+    air = {"image": torch.zeros(1, 40, 40)}
+    assert tuple(crop(pad(air))["image"].shape) == (1, 16, 16)
+    small = {"image": torch.full((1, 10, 12), 0.7)}
+    out = crop(pad(small))["image"]
+    assert tuple(out.shape) == (1, 16, 16) and float(out.sum()) == pytest.approx(0.7 * 120, rel=1e-5)
+
+
+def test_body_crop_is_reproducible_with_a_seed():
+    image = {"image": torch.rand(1, 64, 64)}
+    first, second = tr.RandBodyCropd("image", (20, 20)), tr.RandBodyCropd("image", (20, 20))
+    first.set_random_state(5), second.set_random_state(5)
+    for _ in range(5):
+        assert torch.equal(first(image)["image"], second(image)["image"])

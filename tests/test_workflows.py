@@ -18,7 +18,7 @@ from conftest import BUNDLE_ROOT
 
 pytestmark = pytest.mark.slow
 
-TINY = {"network_preset": "hybrid_tiny", "batch_size": 4, "max_shift": 2, "n_boot": 50}
+TINY = {"network_preset": "hybrid_tiny", "batch_size": 4, "max_shift": 2, "n_boot": 50, "crop_size": [32, 32]}
 
 
 EVALUATE = ["train.json", "evaluate.json"]
@@ -103,7 +103,6 @@ def test_pretrain_then_finetune_starts_from_the_pretrained_weights(tmp_path, tin
         **TINY,
         **_dirs(tmp_path),
         dataset_dir=str(tiny_natural_data),
-        crop_size=[32, 32],
         max_epochs=1,
         val_fraction=0.25,
         use_mlflow=False,
@@ -448,7 +447,6 @@ def test_pretraining_runs_on_every_documented_dataset_kind(kind, tmp_path):
         **_dirs(tmp_path),
         dataset_kind=kind,
         dataset_dir=str(dataset),
-        crop_size=[32, 32],
         max_epochs=1,
         val_fraction=0.25,
         use_mlflow=False,

@@ -8,7 +8,8 @@
 5. score a series slice by slice (configs/inference.json): the shared abdomen DICOM series when ../shared is
    present, else a NIfTI volume made from the held-out demo slices.
 
-Every step is the `python -m monai.bundle run ...` command a user would type, printed before it runs. Epoch counts
+Every step is the `python -m monai.bundle run ...` command a user would type, printed before it runs. The demo's
+weights go to eval/demo_models/ (``--ckpt_dir``), never over the released ones in models/. Epoch counts
 are small so that the demo ends in minutes on a 2-core CPU; README says what a full-size run needs.
 """
 
@@ -27,6 +28,8 @@ BUNDLE = Path(__file__).resolve().parent.parent
 REPO = BUNDLE.parent
 SHARED_SERIES = REPO.parent / "shared" / "data" / "ct_series_abdomen"
 
+# The demo's own weights: models/ holds the released ones, which the demo must never overwrite.
+DEMO_MODELS = ["--ckpt_dir", "eval/demo_models"]
 # Small on purpose: minutes on a laptop CPU; the configs' own defaults are the full-size recipe.
 DEMO_SETTINGS = {
     "pretrain": ["--max_epochs", "3", "--batch_size", "16"],
@@ -69,6 +72,7 @@ def _bundle_paths() -> dict[str, Path]:
     parser = ConfigParser()
     parser.read_config(str(BUNDLE / "configs" / "train.json"))
     parser["bundle_root"] = str(BUNDLE)
+    parser["ckpt_dir"] = str(BUNDLE / DEMO_MODELS[1])
     return {
         key: Path(parser.get_parsed_content(key)).resolve() for key in ("model_path", "pretrained_path", "output_dir")
     }
@@ -94,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
             "--dataset_dir",
             str(data / "natural" / "scores.csv"),
             *DEMO_SETTINGS["pretrain"],
+            *DEMO_MODELS,
         ]
     )
     _run(
@@ -104,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
             "--dataset_dir",
             str(data / "ct_train"),
             *DEMO_SETTINGS["train"],
+            *DEMO_MODELS,
         ]
     )
     _run(
@@ -113,10 +119,11 @@ def main(argv: list[str] | None = None) -> None:
             "['configs/train.json','configs/evaluate.json']",
             "--dataset_dir",
             str(data / "ct_test"),
+            *DEMO_MODELS,
         ]
     )
     series = SHARED_SERIES if SHARED_SERIES.is_dir() else _demo_volume(data / "ct_test", data / "demo_volume.nii.gz")
-    _run(["run", "--config_file", "configs/inference.json", "--dataset_dir", str(series)])
+    _run(["run", "--config_file", "configs/inference.json", "--dataset_dir", str(series), *DEMO_MODELS])
 
     paths = _bundle_paths()
     eval_dir = paths["output_dir"]

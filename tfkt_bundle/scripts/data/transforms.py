@@ -4,6 +4,9 @@ Input size policy: perceived CT quality lives in the noise texture and streaks, 
 So nothing here interpolates:
 
 - CT slices are used at full resolution (LDCTIQAC: 512 x 512), HU windowed to [0, 1] (:mod:`scripts.ctio.window`).
+- CT training takes random crops at native scale centred inside the body (:func:`body_crop`), so that a crop
+  shows the noise and streaks its slice's score was given for, not the air around the patient; evaluation and
+  inference score whole slices.
 - Natural IQA images (pre-training) are cropped, never resized, to a fixed size: a random crop for training and a
   centre crop for evaluation (:func:`fixed_size_crop`), padded first when an image is smaller than the crop.
 - Augmentations only permute pixels: flips, 90-degree rotations and whole-pixel shifts
@@ -19,6 +22,8 @@ meta data, MetaTensor, channel first). What is written here and why:
   nor turns RGB into one luminance channel, and it does not check that float slices are in [0, 1].
 - :class:`HUWindowd`: windows the slices of a stream that are in HU and leaves those already in [0, 1] (image
   files) alone; ``ScaleIntensityRanged`` would window both, and a second copy of the window maths would drift.
+- :class:`RandBodyCropd`: ``RandWeightedCropd`` draws centres the same way but returns a list of crops, which the
+  bundle's plain collation does not take; ``RandSpatialCropd`` lands in air on a quarter of 512x512 CT crops.
 - :class:`RandIntegerShiftd`: ``RandAffined`` translates by real-valued amounts on a centred float grid; even with
   nearest interpolation a half-pixel offset can duplicate or drop a row. Integer slicing moves pixels exactly.
 """
@@ -41,6 +46,7 @@ from monai.transforms import (
     RandomizableTransform,
     RandRotate90d,
     RandSpatialCropd,
+    SpatialCrop,
     SpatialPadd,
 )
 from monai.utils import MetaKeys, ensure_tuple
@@ -276,3 +282,48 @@ def fixed_size_crop(
         RandSpatialCropd(keys, roi_size=size, random_size=False) if train else CenterSpatialCropd(keys, roi_size=size)
     )
     return [SpatialPadd(keys, spatial_size=size, mode=pad_mode), crop]
+
+
+# Body = denser than -500 HU in the default [-1000, 400] HU window (air outside the patient is 0 to 0.1).
+BODY_LEVEL = 0.357
+
+
+class RandBodyCropd(RandomizableTransform, MapTransform):
+    """Crop ``roi_size`` around a centre drawn uniformly among the body pixels of the first key's image.
+
+    A pixel is body when its value exceeds ``level`` (window units); with no body pixel the centre is drawn over the
+    whole image. Crops stay inside the image (the centre is clamped); pad first when an image can be smaller.
+    All keys get the same crop. Reproducible with ``set_random_state`` (or ``monai.utils.set_determinism``).
+    """
+
+    def __init__(
+        self, keys: KeysCollection, roi_size: Sequence[int], level: float = BODY_LEVEL, allow_missing_keys: bool = False
+    ):
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, 1.0)
+        self.roi_size = tuple(int(s) for s in roi_size)
+        self.level = float(level)
+
+    def _centre(self, image) -> list[int]:
+        plane = np.asarray(image[0] if image.ndim == len(self.roi_size) + 1 else image)
+        candidates = np.flatnonzero(plane > self.level)
+        index = int(candidates[self.R.randint(len(candidates))]) if candidates.size else self.R.randint(plane.size)
+        centre = np.unravel_index(index, plane.shape)
+        half = [s // 2 for s in self.roi_size]
+        return [int(min(max(c, h), n - (s - h))) for c, h, s, n in zip(centre, half, self.roi_size, plane.shape)]
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        first = self.first_key(d)
+        if first == []:
+            return d
+        crop = SpatialCrop(roi_center=self._centre(d[first]), roi_size=self.roi_size)
+        for key in self.key_iterator(d):
+            d[key] = crop(d[key])
+        return d
+
+
+def body_crop(size: Sequence[int], keys: KeysCollection = ("image",), level: float = BODY_LEVEL) -> list:
+    """Pad slices smaller than ``size``, then crop ``size`` at native scale around a random body pixel (training)."""
+    size = [int(s) for s in size]
+    return [SpatialPadd(keys, spatial_size=size, mode="constant"), RandBodyCropd(keys, roi_size=size, level=level)]

@@ -1,1 +1,2 @@
-"""Scored data made offline: the physics low-dose CT simulator and the built-in demo sets."""
+"""Scored data made offline: the physics low-dose CT simulator, full-reference label rules, packaged natural pictures
+and their distortions, the built-in demo sets and the released weights' training sets."""

@@ -12,19 +12,20 @@ and resized to 256x256 once, then distorted by Gaussian blur, Gaussian noise, JP
 salt-and-pepper noise and down/up-sampling, five levels each, plus the clean image (SSIM 1, score 4).
 ``scores.csv`` has columns ``image, score`` (what ``datasets.read_csv_dataset(..., score_range=(0, 4),
 higher_is_better=True)`` needs) and ``group`` (source picture, for grouped splits), ``distortion``, ``level``
-(0 = clean, 1 = mildest), ``ssim``.
+(0 = clean, 1 = mildest), ``ssim``, ``gmsd``, ``texture`` (:mod:`scripts.synthesis.labels`).
 
 CT sets: real full-dose slices that ship in pydicom's test data and the ``pydicom-data`` package (never the project's
 ``../shared`` data): a pancreas-CT abdomen (``explicit_VR-UN.dcm``), a skull-base head slice
 (``J2K_pixelrep_mismatch.dcm``), a thoracic-spine crop (``CT_small.dcm``, 128x128) and a CQ500 head slice
 (``693_UNCR.dcm``). Each is converted to HU (RescaleSlope/Intercept), clipped at -1000 HU (values below are
-field-of-view padding), resampled to 256x256 (2x2 area mean for the 512x512 slices, bilinear upsampling for
-``CT_small.dcm``) and degraded with :mod:`scripts.synthesis.simulate` at 8 doses (1.0 ... 0.02 of a full dose
-calibrated to 15 HU soft-tissue noise) x 4 view counts (full, 1/2, 1/4, 1/8), i.e. 32 images per source and
-orientation; training sources are used as stored and mirrored left-right (each with its own noise). Images are
-windowed to [0, 1] with ``scripts.ctio.window.apply_hu_window`` ([-1000, 400] HU) and stored as float32 TIFF; SSIM
-is taken against the windowed full-dose slice. Training scores are rounded to the LDCTIQAC training grid (steps of
-0.2), test scores to its test grid (steps of 1/6).
+field-of-view padding), put on a 512x512 grid, the LDCTIQAC format (the 512x512 slices as stored, so the simulated
+noise has the grain of a native scan; ``CT_small.dcm`` upsampled bilinearly before the simulation) and degraded with
+:mod:`scripts.synthesis.simulate` at 8 doses (1.0 ... 0.02 of a full dose calibrated to 15 HU soft-tissue noise) x 4
+view counts (full, 1/2, 1/4, 1/8), i.e. 32 images per source and orientation; training sources are used as stored and
+mirrored left-right (each with its own noise). Images are windowed to [0, 1] with
+``scripts.ctio.window.apply_hu_window`` ([-1000, 400] HU) and stored as float32 TIFF; SSIM is taken against the
+windowed full-dose slice. Training scores are rounded to the LDCTIQAC training grid (steps of 0.2), test scores to
+its test grid (steps of 1/6).
 
 Held out: the CQ500 head slice (``693_UNCR.dcm``) is the only source of ``ct_test/``; the other three sources make
 ``ct_train/``, so no anatomy is shared between them. Left out on purpose: ``693_J2KR.dcm`` (the same pixels as
@@ -43,7 +44,7 @@ Layout written under ``out_dir`` (re-running replaces the files and removes stal
 shuffled with the seed, so that name order reveals neither source nor dose.
 
 Default build: 372 natural images (12 pictures x 31) and 192 + 32 CT images (3 sources x 2 orientations x 32, and
-1 x 32), 50-60 s with 2 worker processes on a 2-core machine shared with other jobs; ``--quick`` (128x128;
+1 x 32) at 512x512, 63 s with 2 worker processes on a 2-core machine that a training run shared; ``--quick`` (128x128;
 3 pictures x 3 levels; 3 doses x 2 view counts, one orientation): 57 + 18 + 6 images in about 4 s.
 
 CLI: ``python -m scripts.synthesis.demo_data --out DIR [--seed N] [--quick] [--workers N]``
@@ -67,11 +68,19 @@ from typing import Any
 import numpy as np
 import tifffile
 from PIL import Image
-from skimage.metrics import structural_similarity
 
 from scripts.ctio.dicom import find_dicom_series
 from scripts.ctio.dicom_pixels import read_dicom_hu
 from scripts.ctio.window import apply_hu_window
+from scripts.synthesis.labels import full_reference_scores, reference_ssim, ssim_to_score
+from scripts.synthesis.natural_images import (
+    DEMO_DISTORTIONS,
+    DEMO_PICTURES,
+    DISTORTIONS,
+    load_picture,
+    picture_stem,
+    square_u8,
+)
 from scripts.synthesis.simulate import SimulatorConfig, SliceSimulator
 from scripts.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
 
@@ -83,16 +92,11 @@ __all__ = [
     "build_natural_set",
     "build_ct_sets",
     "load_ct_sources",
-    "ssim_to_score",
-    "reference_ssim",
     "main",
 ]
 
 logger = logging.getLogger(__name__)
 
-# SSIM at or above this is "excellent" (4), at or below SSIM_BAD "bad" (0); linear in between.
-SSIM_EXCELLENT = 0.95
-SSIM_BAD = 0.15
 TRAIN_STEPS = 5  # LDCTIQAC training labels: steps of 1/5 = 0.2 (mean of 5 raters)
 TEST_STEPS = 6  # LDCTIQAC test labels: steps of 1/6
 
@@ -110,23 +114,6 @@ CT_CANDIDATES = (
 # Thumbnails correlating above this show the same anatomy (catches lossy re-encodings of one slice).
 _SAME_ANATOMY_CORR = 0.9
 
-# scikit-image sample pictures that ship inside the package (loading them needs no network).
-NATURAL_IMAGES = (
-    "astronaut",
-    "camera",
-    "chelsea",
-    "coffee",
-    "rocket",
-    "motorcycle",
-    "coins",
-    "moon",
-    "brick",
-    "grass",
-    "gravel",
-    "retina",
-)
-
-
 # --------------------------------------------------------------------------------------------- settings
 
 
@@ -136,7 +123,10 @@ class DemoSettings:
 
     Attributes:
         natural_size: side of the square natural images.
-        natural_images: scikit-image sample names (see :data:`NATURAL_IMAGES`).
+        natural_images: picture names (see :data:`scripts.synthesis.natural_images.PICTURES`).
+        distortions: distortion types (keys of :data:`scripts.synthesis.natural_images.DISTORTIONS`).
+        label_rule: full-reference rule of the natural scores (:data:`scripts.synthesis.labels.RULES`; the CT
+            sets always use SSIM).
         natural_levels: which of the five levels per distortion to use (1 = mildest).
         ct_size: side of the square CT simulation grid.
         doses: dose fractions of the calibrated full dose.
@@ -147,9 +137,11 @@ class DemoSettings:
     """
 
     natural_size: int = 256
-    natural_images: tuple[str, ...] = NATURAL_IMAGES
+    natural_images: tuple[str, ...] = DEMO_PICTURES
+    distortions: tuple[str, ...] = DEMO_DISTORTIONS
+    label_rule: str = "ssim"
     natural_levels: tuple[int, ...] = (1, 2, 3, 4, 5)
-    ct_size: int = 256
+    ct_size: int = 512
     doses: tuple[float, ...] = (1.0, 0.5, 0.3, 0.18, 0.1, 0.06, 0.035, 0.02)
     view_divisors: tuple[int, ...] = (1, 2, 4, 8)
     mirror: tuple[bool, ...] = (False, True)
@@ -169,103 +161,12 @@ QUICK_SETTINGS = DemoSettings(
 )
 
 
-def ssim_to_score(ssim: float) -> float:
-    """Map SSIM onto the 0-4 scale: 4 at SSIM >= 0.95, 0 at SSIM <= 0.15, linear in between."""
-    return float(4.0 * np.clip((ssim - SSIM_BAD) / (SSIM_EXCELLENT - SSIM_BAD), 0.0, 1.0))
-
-
-def reference_ssim(reference: np.ndarray, image: np.ndarray) -> float:
-    """SSIM of an image against its clean reference, both in [0, 1], with the settings of Wang et al. (2004).
-
-    Every demo label is ``ssim_to_score(reference_ssim(reference, image))``; benchmarks that label other data by the
-    demo's rule call both.
-    """
-    return float(
-        structural_similarity(
-            reference, image, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
-        )
-    )
-
-
 def _on_grid(score: float, steps_per_unit: int) -> float:
     """Round to the nearest multiple of ``1 / steps_per_unit`` (dividing an integer keeps 3.8 exactly 3.8)."""
     return round(score * steps_per_unit) / steps_per_unit
 
 
 # --------------------------------------------------------------------------------------------- natural set
-
-
-def _load_natural(name: str) -> np.ndarray:
-    """Load a scikit-image sample picture as grayscale float in [0, 1]."""
-    from skimage import data
-    from skimage.color import rgb2gray
-
-    image = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()
-    if image.ndim == 3:
-        return rgb2gray(image[..., :3])
-    return image.astype(np.float64) / 255.0
-
-
-def _square_u8(image: np.ndarray, size: int) -> np.ndarray:
-    """Centre-crop to a square, resize to ``size`` with anti-aliasing, quantise to uint8."""
-    from skimage.transform import resize
-
-    rows, cols = image.shape
-    side = min(rows, cols)
-    top, left = (rows - side) // 2, (cols - side) // 2
-    square = resize(image[top : top + side, left : left + side], (size, size), anti_aliasing=True)
-    return _to_u8(square)
-
-
-def _to_u8(image: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def _blur(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    from skimage.filters import gaussian
-
-    return _to_u8(gaussian(image / 255.0, sigma=sigma))
-
-
-def _noise(image: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
-    return _to_u8(image / 255.0 + rng.normal(0.0, std, image.shape))
-
-
-def _jpeg(image: np.ndarray, quality: float, rng: np.random.Generator) -> np.ndarray:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=int(quality))
-    return np.asarray(Image.open(buffer).convert("L"))
-
-
-def _contrast(image: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
-    scaled = image / 255.0
-    return _to_u8(scaled.mean() + factor * (scaled - scaled.mean()))
-
-
-def _salt_pepper(image: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
-    out = image.copy()
-    draw = rng.random(image.shape)
-    out[draw < amount / 2] = 0
-    out[(draw >= amount / 2) & (draw < amount)] = 255
-    return out
-
-
-def _resample(image: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
-    size = image.shape[0]
-    small = max(2, round(size / factor))
-    pil = Image.fromarray(image).resize((small, small), Image.BICUBIC).resize((size, size), Image.BICUBIC)
-    return np.asarray(pil)
-
-
-# name -> (function(image uint8, level value, rng) -> uint8, values of levels 1..5 from mildest to strongest)
-DISTORTIONS: dict[str, tuple[Callable[[np.ndarray, float, np.random.Generator], np.ndarray], tuple[float, ...]]] = {
-    "blur": (_blur, (0.5, 1.0, 2.0, 3.0, 5.0)),  # Gaussian sigma, pixels
-    "noise": (_noise, (0.02, 0.04, 0.08, 0.15, 0.25)),  # std on [0, 1]
-    "jpeg": (_jpeg, (50, 25, 12, 6, 2)),  # Pillow quality
-    "contrast": (_contrast, (0.75, 0.55, 0.4, 0.25, 0.12)),  # factor about the mean
-    "saltpepper": (_salt_pepper, (0.005, 0.02, 0.05, 0.1, 0.2)),  # fraction of pixels hit
-    "resample": (_resample, (1.5, 2.0, 3.0, 4.0, 6.0)),  # bicubic down- then up-sampling factor
-}
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
@@ -275,26 +176,29 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 def _natural_rows(name: str, index: int, settings: DemoSettings, seed: int, folder: Path) -> list[dict]:
     """Write the clean and distorted versions of one picture; return their CSV rows."""
-    clean = _square_u8(_load_natural(name), settings.natural_size)
+    clean = square_u8(load_picture(name), settings.natural_size)
     reference = clean / 255.0
     versions = [("clean", 0, clean)]
-    for d_index, (distortion, (func, values)) in enumerate(DISTORTIONS.items()):
+    for d_index, distortion in enumerate(settings.distortions):
+        func, values = DISTORTIONS[distortion]
         for level in settings.natural_levels:
             rng = np.random.default_rng([seed, index, d_index, level])
             versions.append((distortion, level, func(clean, values[level - 1], rng)))
-    rows = []
+    rows, stem = [], picture_stem(name)
     for distortion, level, image in versions:
-        file_name = f"{name}_{distortion}.png" if level == 0 else f"{name}_{distortion}_{level}.png"
+        file_name = f"{stem}_{distortion}.png" if level == 0 else f"{stem}_{distortion}_{level}.png"
         _write_png(folder / file_name, image)
-        ssim = reference_ssim(reference, image / 255.0)
+        measures = full_reference_scores(reference, image / 255.0, settings.label_rule)
         rows.append(
             {
                 "image": f"images/{file_name}",
-                "score": round(ssim_to_score(ssim), 4),
-                "group": name,
+                "score": round(measures["score"], 4),
+                "group": stem,
                 "distortion": "none" if level == 0 else distortion,
                 "level": level,
-                "ssim": round(ssim, 4),
+                "ssim": round(measures["ssim"], 4),
+                "gmsd": round(measures["gmsd"], 4),
+                "texture": round(measures["texture"], 4),
             }
         )
     return rows

@@ -1,9 +1,10 @@
 """A training run from start to end as a user sees it: what it will replace, what it wrote, how to resume it.
 
-``run_training`` is the ``run`` step of ``configs/train.json``. Before training it says which existing model the
-run will replace; after it, where every output went; on Ctrl-C (SIGINT) or SIGTERM it marks the MLflow run
-KILLED, prints the command that resumes it, and exits with status 130 (143 on SIGTERM, e.g. a scheduler's stop;
-SIGKILL leaves the last complete epoch's checkpoint, written atomically). A resumed run reuses the MLflow run name
+``run_training`` is the ``run`` step of ``configs/train.json``. Before training it refuses to replace released
+weights (a file listed in the bundle's ``large_files.yml``) and says which other existing model the run will
+replace; after it, where every output went; on Ctrl-C (SIGINT) or SIGTERM it marks the MLflow run KILLED, prints the
+command that resumes it, and exits with status 130 (143 on SIGTERM, e.g. a scheduler's stop; SIGKILL leaves the last
+complete epoch's checkpoint, written atomically). A resumed run reuses the MLflow run name
 (:func:`scripts.training.tracking.run_name_for`), so MONAI's MLflow handler continues the same run.
 """
 
@@ -21,10 +22,11 @@ from pathlib import Path
 
 from ignite.engine import Engine, Events
 
+from scripts.nets.manifest import listed_entry
 from scripts.training.tracking import tracking_switched_off
 from scripts.utils.cli import is_bundle_runner
 
-__all__ = ["PropagateErrors", "run_training", "resume_command"]
+__all__ = ["PropagateErrors", "refuse_released", "run_training", "resume_command"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,16 @@ class PropagateErrors:
         raise error
 
 
+def refuse_released(model_path: str | os.PathLike) -> None:
+    """Stop with one line when ``model_path`` is released weights (listed in the bundle's ``large_files.yml``)."""
+    released = listed_entry(model_path)
+    if released is not None:
+        raise ValueError(
+            f"{model_path} is released weights (listed in {released[0]}): training must not replace it; "
+            "write elsewhere with --ckpt_dir <folder> or --ckpt_path <file>"
+        )
+
+
 def run_training(
     trainer: Engine,
     evaluator: Engine,
@@ -63,6 +75,7 @@ def run_training(
         run_dir: folder of the validation reports.
         mlflow_run: ``tracking_uri``, ``experiment_name`` and ``run_name`` of the run's MLflow record, or None.
     """
+    refuse_released(model_path)
     replaces = os.path.isfile(model_path)
     if replaces:
         logger.warning("%s exists: this run replaces it (pass --ckpt_path <another file> to keep it)", model_path)
