@@ -5,7 +5,8 @@ Usage (from the repository root)::
     python benchmarks/accuracy.py [--work tfkt_bundle/eval/accuracy_benchmark] [--docs DIR]
         [--model NAME=PRESET:CHECKPOINT ...] [--n-boot 1000]
 
-Default model: ``demo=hybrid_lite0:tfkt_bundle/models/model.pt``. Evaluation sets (each skipped when absent):
+Default models: ``released=hybrid_lite0:tfkt_bundle/models/model.pt`` (the shipped weights) and, once `make demo` has
+run, ``demo=hybrid_lite0:tfkt_bundle/eval/demo_models/model.pt``. Evaluation sets (each skipped when absent):
 
 - ``heldout``: the shared abdomen series degraded by the bundle's simulator (built once, cached under --work; see
   benchmarks/heldout.py, which states the label rule); ``heldout_noise`` is its dose and view families alone;
@@ -53,7 +54,8 @@ from scripts.utils.atomic import atomic_save_png, atomic_write_json  # noqa: E40
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_WORK = BUNDLE / "eval" / "accuracy_benchmark"
-DEFAULT_MODEL = f"demo=hybrid_lite0:{BUNDLE / 'eval' / 'demo_models' / 'model.pt'}"  # what `make demo` trains
+RELEASED_MODEL = f"released=hybrid_lite0:{BUNDLE / 'models' / 'model.pt'}"  # the weights that ship
+DEMO_MODEL = f"demo=hybrid_lite0:{BUNDLE / 'eval' / 'demo_models' / 'model.pt'}"  # what `make demo` trains
 BASELINE = "noise_baseline"
 LABEL = "label (SSIM rule)"
 SET_SOURCES = {"ldctiqac_samples": SHARED / "ldctiqac_samples", "demo_ct_test": REPO_ROOT / "demo_data" / "ct_test"}
@@ -308,6 +310,13 @@ def report(results: dict, docs: Path | None, stem: str = "accuracy") -> None:
         print(f"\nresults in {docs / f'{stem}.json'}")
 
 
+def default_models() -> list[ModelSpec]:
+    """The released weights, and the demo's beside them once `make demo` has written its own."""
+    specs = [ModelSpec.parse(RELEASED_MODEL)]
+    demo = ModelSpec.parse(DEMO_MODEL)
+    return [*specs, demo] if demo.checkpoint.is_file() else specs
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="cache of the held-out set and predictions")
@@ -315,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", type=ModelSpec.parse, action="append", help="NAME=PRESET:CHECKPOINT (repeat)")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per CI")
     args = parser.parse_args(argv)
-    specs = args.model or [ModelSpec.parse(DEFAULT_MODEL)]
+    specs = args.model or default_models()
     start = time.perf_counter()
     results = evaluate(specs, args.work.resolve(), args.n_boot)
     results["command"] = " ".join(["python", "benchmarks/accuracy.py", *(argv or sys.argv[1:])])

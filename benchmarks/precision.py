@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accuracy import DEFAULT_MODEL, DEFAULT_WORK, SHARED, ModelSpec, load_sets, pooled
+from accuracy import RELEASED_MODEL, DEFAULT_WORK, SHARED, ModelSpec, load_sets, pooled
 
 from scripts.ctio.images import read_image_file
 from scripts.nets.networks import create_network
@@ -71,7 +71,7 @@ def compare(spec: ModelSpec, sets: Mapping[str, list[dict]]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=ModelSpec.parse, default=ModelSpec.parse(DEFAULT_MODEL))
+    parser.add_argument("--model", type=ModelSpec.parse, default=ModelSpec.parse(RELEASED_MODEL))
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

@@ -43,7 +43,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = REPO_ROOT / "tfkt_bundle"
 sys.path.insert(0, str(BUNDLE))
 
-from accuracy import BASELINE, DEFAULT_MODEL, DEFAULT_WORK, ModelSpec, evaluate, report  # noqa: E402
+from accuracy import BASELINE, DEMO_MODEL, DEFAULT_WORK, ModelSpec, evaluate, report  # noqa: E402
 
 from scripts.utils.atomic import atomic_save_png, atomic_write_json  # noqa: E402
 
@@ -213,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     runs = sweep(args.epochs, args.v2_epochs, args.budgets)
     training = {run.name: train(run, work, args.batch_size) for run in runs}
     specs = [ModelSpec(r.name, r.preset, final_weights(r, work)) for r in runs]
-    results = evaluate([ModelSpec.parse(DEFAULT_MODEL), *specs], work, args.n_boot)
+    results = evaluate([ModelSpec.parse(DEMO_MODEL), *specs], work, args.n_boot)
     results["training"] = training
     results["command"] = " ".join(["python", "benchmarks/transfer.py", *(argv or sys.argv[1:])])
     rows = budget_rows(results, runs, len(json.loads((DEMO_TRAIN / "train.json").read_text())))
