@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accuracy import RELEASED_MODEL, DEFAULT_WORK, SHARED, ModelSpec, load_sets, pooled
+from accuracy import DEFAULT_WORK, RELEASED_MODEL, SHARED, ModelSpec, load_sets, pooled
 
 from scripts.ctio.images import read_image_file
 from scripts.nets.networks import create_network

@@ -43,7 +43,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = REPO_ROOT / "tfkt_bundle"
 sys.path.insert(0, str(BUNDLE))
 
-from accuracy import BASELINE, DEMO_MODEL, DEFAULT_WORK, ModelSpec, evaluate, report  # noqa: E402
+from accuracy import BASELINE, DEFAULT_WORK, DEMO_MODEL, ModelSpec, evaluate, report  # noqa: E402
 
 from scripts.utils.atomic import atomic_save_png, atomic_write_json  # noqa: E402
 

@@ -96,8 +96,12 @@ def test_training_runs_from_any_directory_with_a_none_value(tmp_path, tiny_ct_da
     ("args", "line"),
     [
         (
-            ["run", "training", "--dataset_dir", "/nonexistent/set"],
+            ["run", "training", "--dataset_dir", "/nonexistent/set", "--ckpt_dir", "{ckpt}"],
             "error: FileNotFoundError: ldctiqac: dataset folder /nonexistent/set does not exist",
+        ),
+        (  # the default model path is the released weights, which training must not replace
+            ["run", "training", "--dataset_dir", "/nonexistent/set"],
+            "error: ValueError: " + str(BUNDLE_ROOT / "models" / "model.pt") + " is released weights",
         ),
         (
             ["run", "training", "--max_epoch", "1"],
@@ -110,7 +114,8 @@ def test_training_runs_from_any_directory_with_a_none_value(tmp_path, tiny_ct_da
     ],
 )
 def test_mistakes_end_in_one_line_whatever_the_directory(tmp_path, tiny_ct_data, args, line):
-    args = [str(tiny_ct_data["test"]) if a == "{test}" else a for a in args]
+    fill = {"{test}": str(tiny_ct_data["test"]), "{ckpt}": str(tmp_path / "models")}
+    args = [fill.get(a, a) for a in args]
     done = _tfkt_bundle(*args, "--output_dir", tmp_path / "eval", cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.splitlines()[-2].startswith(line), done.stderr[-2000:]
