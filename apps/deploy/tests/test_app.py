@@ -328,3 +328,28 @@ def test_a_missing_decoder_ends_in_one_line_naming_the_package(tmp_path, tiny_ch
     assert last.startswith("error: cannot decode JPEG 2000") and "pip install pylibjpeg-openjpeg" in last
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out" / "tfkt_scores.json").exists()
+
+
+def test_released_weights_are_the_default_of_app_and_tfkt_score(tmp_path, synthetic_study):
+    """With no checkpoint and no preset given, both score with the bundle's released models/model.pt, the same way."""
+    released = REPO_ROOT / "tfkt_bundle" / "models" / "model.pt"
+    assert released.is_file()
+    env = {k: v for k, v in os.environ.items() if k not in ("TFKT_CHECKPOINT", "TFKT_NETWORK_PRESET")}
+    command = [sys.executable, str(APP_DIR / "app.py"), "-i", str(synthetic_study["root"]), "-o", str(tmp_path / "app")]
+    done = subprocess.run(
+        command, env={**env, "TFKT_DEVICE": "cpu"}, capture_output=True, text=True, timeout=600, preexec_fn=_big_stack
+    )
+    # 3: the MR slice and the text file beside the series are skipped, as in the other runs.
+    assert done.returncode == 3, f"app.py: {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    result = json.loads((tmp_path / "app" / "tfkt_scores.json").read_text())
+    assert result["settings"]["checkpoint"] == str(released)
+    (series,) = result["series"]
+    scored = subprocess.run(
+        [str(TFKT_SCORE), str(synthetic_study["root"]), "--out", str(tmp_path / "tfkt"), "--backend", "torch"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert scored.returncode in (0, 3), scored.stderr[-3000:]
+    (table,) = (tmp_path / "tfkt").glob("*/scores.csv")
+    assert_same_scores(series, {r["sop_instance_uid"]: float(r["score"]) for r in read_csv(table)})
