@@ -90,7 +90,7 @@ class HeldoutSettings:
 # --------------------------------------------------------------------------------------------- source and dose
 
 
-def _series_slices(series_dir: Path, n_slices: int) -> list[tuple[int, np.ndarray, float]]:
+def spaced_series_slices(series_dir: Path, n_slices: int) -> list[tuple[int, np.ndarray, float]]:
     """(series index, HU slice, pixel spacing mm) of ``n_slices`` slices at equal steps along the series."""
     series = find_dicom_series(series_dir, log=False)[0]
     wanted = {int(round(i)) for i in np.linspace(0, len(series.slices) - 1, n_slices)}
@@ -213,7 +213,7 @@ def build_heldout(work: Path, series_dir: Path, settings: HeldoutSettings | None
         return out
     (out / "slices").mkdir(parents=True, exist_ok=True)
     _check_settings(out, settings, series_dir)
-    slices = _series_slices(series_dir, settings.n_slices)
+    slices = spaced_series_slices(series_dir, settings.n_slices)
     i0 = _calibration(out, slices, settings.target_noise_hu)["i0"]
     records = []
     for index, hu, spacing in slices:

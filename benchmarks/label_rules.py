@@ -108,11 +108,12 @@ def ct_table(ct_set: Path) -> str:
 
 def heldout_table(work: Path, series_dir: Path) -> str:
     """Share of same-slice pairs of each held-out family that each rule ranks by severity (ties count as wrong)."""
-    from heldout import _series_slices, build_heldout
+    from heldout import build_heldout, spaced_series_slices
 
     root = build_heldout(work, series_dir)
     records = json.loads((root / "degradations.json").read_text())
-    references = {i: apply_hu_window(hu) for i, hu, _ in _series_slices(series_dir, len({r["slice"] for r in records}))}
+    n_slices = len({r["slice"] for r in records})
+    references = {i: apply_hu_window(hu) for i, hu, _ in spaced_series_slices(series_dir, n_slices)}
     masks = {i: ct_masks(reference) for i, reference in references.items()}
     by_rule: dict[str, dict] = {}
     for rule in ("ssim", "gmsd_texture"):

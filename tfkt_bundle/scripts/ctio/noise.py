@@ -21,6 +21,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
+from .arrays import checked_slice
+
 __all__ = ["LAPLACIAN_KERNEL", "MIN_BODY_PIXELS", "body_mask", "noise_sigma"]
 
 # Immerkaer's kernel: second differences along both axes minus the diagonal ones; sum 0, L2 norm 6.
@@ -38,18 +40,8 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     arr = np.asarray(image)
     if arr.size == 0:
         raise ValueError("noise: the image is empty")
-    arr = np.squeeze(arr)  # (1, H, W) and (1, 1, H, W) as the networks take them are fine
-    if arr.ndim != 2:
-        raise ValueError(f"noise: need one 2-D slice, got shape {np.shape(image)}")
-    if min(arr.shape) < _MIN_SIDE:
-        raise ValueError(f"noise: the slice must be at least {_MIN_SIDE}x{_MIN_SIDE}, got {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(f"noise: pixel values must be real numbers, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    bad = int(np.count_nonzero(~np.isfinite(arr)))
-    if bad:
-        raise ValueError(f"noise: the image holds {bad} NaN/inf pixel(s)")
-    return arr
+    # (1, H, W) and (1, 1, H, W) as the networks take them are fine
+    return checked_slice(np.squeeze(arr), "noise", _MIN_SIDE)
 
 
 def body_mask(image: np.ndarray, erosion: int = _MASK_EROSION) -> np.ndarray:

@@ -54,6 +54,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.transform import iradon, radon
 
+from scripts.ctio.arrays import checked_slice
 from scripts.synthesis.projector import iradon_fast, radon_fast
 
 __all__ = [
@@ -176,18 +177,8 @@ def projection_angles(n_views: int) -> np.ndarray:
 
 def _check_slice(hu: np.ndarray) -> np.ndarray:
     """Validate a HU slice and return it as float64 with HU below -1000 clipped to air."""
-    arr = np.asarray(hu)
-    if arr.ndim != 2:
-        raise ValueError(f"hu must be a 2-D slice, got shape {arr.shape}")
-    if min(arr.shape) < _MIN_SIZE:
-        raise ValueError(f"hu must be at least {_MIN_SIZE}x{_MIN_SIZE}, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(f"hu must be real numbers, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
-        raise ValueError("hu contains NaN or infinite values")
     # Values below air (e.g. -3024 outside a scanner's field of view) are padding, not negative attenuation.
-    return np.maximum(arr, AIR_HU)
+    return np.maximum(checked_slice(hu, "hu", _MIN_SIZE), AIR_HU)
 
 
 def _pad_square(hu: np.ndarray) -> np.ndarray:
