@@ -104,3 +104,19 @@ def test_an_interrupted_build_resumes_and_other_settings_are_refused(tmp_path: P
     assert (out / "image" / "0000.tif").read_bytes() == first
     with pytest.raises(ValueError, match="built with other settings"):
         ts.build_ct_set(out, [source], ts.QUICK_PLAN, workers=1)
+
+
+def test_default_plan_covers_a_kernel_ladder_and_denoised_full_dose_scans():
+    rows = ts._conditions(ts.DEFAULT_PLAN)
+    assert len(rows) == 49
+    kernels = {(r["kernel"], r["dose"]) for r in rows if r["family"] == "kernel"}
+    assert kernels == {(k, d) for k in ("shepp-logan", "cosine", "hann") for d in (1.0, 0.25, 0.06)}
+    assert {r["dose"] for r in rows if r["family"] == "denoised"} == {1.0, 0.25, 0.06}
+
+
+def test_labels_fall_along_the_kernel_ladder(tmp_path: Path, source: ts.CTSlice):
+    plan = ts.CTPlan(doses=(1.0,), view_doses=(), kernel_doses=(1.0,), denoise_doses=())
+    rows = _rows(ts.build_ct_set(tmp_path / "ct", [source], plan, seed=0, workers=1))
+    score = {r["kernel"]: float(r["score"]) for r in rows}
+    assert score["ramp"] > score["cosine"] > score["hann"], score  # smoother kernels lose more texture
+    assert score["shepp-logan"] > score["hann"], score

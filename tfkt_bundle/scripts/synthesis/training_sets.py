@@ -9,12 +9,13 @@ and scikit-learn) at 256x256, clean and with each of the 18 distortion types at 
 score, group = picture, distortion, level, ssim, gmsd, texture), for ``configs/pretrain.json``.
 
 ``ct/``: full-dose slices at their native matrix (no resampling: the noise grain is that of the scan), each one
-source of 34 images:
+source of 49 images:
 
 - ``dose``: full-view sharp-kernel (ramp) scans at 1, 0.5, 0.25, 0.12, 0.06, 0.03 and 0.015 of full dose;
 - ``views``: 1/2, 1/4 and 1/8 of the views at doses 1 and 0.25 (streaks);
-- ``kernel``: a smooth-kernel (Hann-filtered) reconstruction at doses 1, 0.25 and 0.06 (less noise, less detail);
-- ``denoised``: the 0.25- and 0.06-dose scans through a bilateral filter, non-local means and total variation, each
+- ``kernel``: reconstructions with three smoother FBP kernels, mildest first (Shepp-Logan, cosine and Hann-windowed
+  ramp filters), at doses 1, 0.25 and 0.06 (less noise, less detail: a graded ladder of lost detail);
+- ``denoised``: the 1-, 0.25- and 0.06-dose scans through a bilateral filter, non-local means and total variation, each
   at three strengths set relative to the scan's own noise (the noise baseline's estimate): mild, matched, aggressive.
 
 Full dose is the flux that gives 15 HU soft-tissue noise, calibrated once per patient on its middle slice and held
@@ -95,14 +96,22 @@ class CTPlan:
     doses: tuple[float, ...] = (1.0, 0.5, 0.25, 0.12, 0.06, 0.03, 0.015)
     view_doses: tuple[float, ...] = (1.0, 0.25)
     view_divisors: tuple[int, ...] = (2, 4, 8)
+    kernels: tuple[str, ...] = ("shepp-logan", "cosine", "hann")
     kernel_doses: tuple[float, ...] = (1.0, 0.25, 0.06)
-    denoise_doses: tuple[float, ...] = (0.25, 0.06)
+    denoise_doses: tuple[float, ...] = (1.0, 0.25, 0.06)
     denoisers: tuple[str, ...] = tuple(DENOISERS)
     target_noise_hu: float = 15.0
 
 
 DEFAULT_PLAN = CTPlan()
-QUICK_PLAN = CTPlan(doses=(1.0, 0.1), view_doses=(1.0,), view_divisors=(4,), kernel_doses=(1.0,), denoise_doses=(0.1,))
+QUICK_PLAN = CTPlan(
+    doses=(1.0, 0.1),
+    view_doses=(1.0,),
+    view_divisors=(4,),
+    kernels=("hann",),
+    kernel_doses=(1.0,),
+    denoise_doses=(0.1,),
+)
 NATURAL_SETTINGS = DemoSettings(natural_images=PICTURES, distortions=tuple(DISTORTIONS), label_rule="gmsd_texture")
 
 
@@ -156,7 +165,9 @@ def _conditions(plan: CTPlan) -> list[dict]:
         for d in plan.view_doses
         for v in plan.view_divisors
     ]
-    rows += [{"family": "kernel", "kernel": "hann", "dose": d, "divisor": 1} for d in plan.kernel_doses]
+    rows += [
+        {"family": "kernel", "kernel": k, "dose": d, "divisor": 1} for k in plan.kernels for d in plan.kernel_doses
+    ]
     rows += [
         {"family": "denoised", "kernel": "ramp", "dose": d, "divisor": 1, "denoiser": name, "strength": k}
         for d in plan.denoise_doses
@@ -187,11 +198,11 @@ def _scan(sims: dict, row: dict, seed: int) -> np.ndarray:
 
 
 def _run_job(job: _Job) -> list[dict]:
-    """Simulate, label and write the 34 images of one source slice (to ``<out>/pending/``); return their records."""
+    """Simulate, label and write the images of one source slice (to ``<out>/pending/``); return their records."""
     hu = job.source.hu
     sims = {
         k: SliceSimulator(hu, job.source.spacing_mm, SimulatorConfig(full_dose_i0=job.i0, filter_name=k))
-        for k in ("ramp", "hann")
+        for k in ("ramp", *job.plan.kernels)
     }
     # The reference is the noiseless full-view sharp-kernel reconstruction, not the stored slice: the scanner's own
     # blur then cancels, and a full-dose scan differs from it by its noise alone (texture transfer about 1).
