@@ -334,3 +334,15 @@ def test_invalid_config_raises(kwargs: dict):
 def test_slice_without_tissue_cannot_be_calibrated():
     with pytest.raises(ValueError, match="tissue"):
         calibrate_full_dose(np.full((32, 32), -1000.0))
+
+
+def test_with_filter_reuses_the_sinogram_and_matches_a_fresh_simulator(phantom):
+    ramp = SliceSimulator(phantom, PIXEL_MM, SimulatorConfig(full_dose_i0=1.0e5))
+    ramp.simulate(1.0, None, seed=3)  # fills the sinogram cache
+    hann = ramp.with_filter("hann")
+    assert hann.sinogram() is ramp.sinogram()  # projected once, shared
+    fresh = SliceSimulator(phantom, PIXEL_MM, SimulatorConfig(full_dose_i0=1.0e5, filter_name="hann"))
+    np.testing.assert_array_equal(hann.simulate(0.5, None, seed=3), fresh.simulate(0.5, None, seed=3))
+    assert ramp.config.filter_name == "ramp"  # the original is unchanged
+    with pytest.raises(ValueError, match="filter_name"):
+        ramp.with_filter("gauss")

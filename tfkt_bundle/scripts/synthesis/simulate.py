@@ -47,6 +47,7 @@ scan when ``n_views`` divides the full count; a further dose or seed then costs 
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, replace
 
@@ -317,6 +318,14 @@ class SliceSimulator:
         if self._outside is not None:
             hu[self._outside] = AIR_HU
         return _crop_to(hu, self.input_hu.shape).astype(np.float32)
+
+    def with_filter(self, filter_name: str | None) -> SliceSimulator:
+        """The same slice and settings reconstructed with another FBP filter, sharing this simulator's sinograms
+        (the projection does not depend on the filter; the calibration does, so it is not carried over)."""
+        other = copy.copy(self)
+        other.config = replace(self.config, filter_name=filter_name)
+        other._calibration = None
+        return other
 
     def noiseless(self, n_views: int | None = None) -> np.ndarray:
         """FBP of the noiseless sinogram: the reference that isolates noise from reconstruction error."""

@@ -200,10 +200,8 @@ def _scan(sims: dict, row: dict, seed: int) -> np.ndarray:
 def _run_job(job: _Job) -> list[dict]:
     """Simulate, label and write the images of one source slice (to ``<out>/pending/``); return their records."""
     hu = job.source.hu
-    sims = {
-        k: SliceSimulator(hu, job.source.spacing_mm, SimulatorConfig(full_dose_i0=job.i0, filter_name=k))
-        for k in ("ramp", *job.plan.kernels)
-    }
+    ramp = SliceSimulator(hu, job.source.spacing_mm, SimulatorConfig(full_dose_i0=job.i0, filter_name="ramp"))
+    sims = {"ramp": ramp} | {k: ramp.with_filter(k) for k in job.plan.kernels}
     # The reference is the noiseless full-view sharp-kernel reconstruction, not the stored slice: the scanner's own
     # blur then cancels, and a full-dose scan differs from it by its noise alone (texture transfer about 1).
     reference = apply_hu_window(sims["ramp"].noiseless())
