@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import platform
 import statistics
 import sys
 import tempfile
@@ -67,35 +68,37 @@ def _run(folder: Path, out: Path, checkpoint: Path, options: list[str]) -> dict:
 
 
 def end_to_end(series: dict, root: Path, checkpoint: Path, settings: dict[str, list[str]], repeats: int) -> list:
-    """Median marginal rate, start-up and peak RSS per (compression, setting)."""
+    """Median marginal rate, start-up and peak RSS per (compression, setting); the repeats go round every setting in
+    turn, so that a slow spell of the shared machine falls on all of them rather than on one."""
+    runs = [(compression, label) for compression in series for label in settings]
+    times = {run: {"short": [], "long": []} for run in runs}
+    peaks = dict.fromkeys(runs, 0.0)
+    for r in range(repeats):
+        for compression, label in runs:
+            for size, (folder, _) in series[compression].items():
+                out = root / f"out_{compression}_{label}_{size}_{r}".replace(" ", "_").replace(",", "")
+                result = _run(folder, out, checkpoint, settings[label])
+                times[compression, label][size].append(result["wall_s"])
+                peaks[compression, label] = max(peaks[compression, label], result["peak_gib"])
     rows = []
-    for compression, pair in series.items():
-        for label, options in settings.items():
-            times = {"short": [], "long": []}
-            peak = 0.0
-            for r in range(repeats):
-                for size, (folder, _) in pair.items():
-                    result = _run(folder, root / f"out_{compression}_{label}_{size}_{r}", checkpoint, options)
-                    times[size].append(result["wall_s"])
-                    peak = max(peak, result["peak_gib"])
-            (n_short, n_long) = (pair["short"][1], pair["long"][1])
-            t_short, t_long = (statistics.median(times[s]) for s in ("short", "long"))
-            rate = (n_long - n_short) / max(t_long - t_short, 1e-9)
-            rows.append(
-                {
-                    "series": compression,
-                    "setting": label,
-                    "slices_per_s": rate,
-                    "startup_s": t_short - n_short / rate,
-                    "wall_long_s": t_long,
-                    "peak_gib": peak,
-                }
-            )
-            print(
-                f"  {compression:4s} {label:28s} {rate:7.1f} slices/s  start-up {rows[-1]['startup_s']:5.1f} s  "
-                f"{n_long} slices {t_long:6.1f} s  peak {peak:.2f} GiB",
-                flush=True,
-            )
+    for compression, label in runs:
+        (n_short, n_long) = (series[compression]["short"][1], series[compression]["long"][1])
+        t_short, t_long = (statistics.median(times[compression, label][s]) for s in ("short", "long"))
+        rate = (n_long - n_short) / max(t_long - t_short, 1e-9)
+        row = {
+            "series": compression,
+            "setting": label,
+            "slices_per_s": rate,
+            "startup_s": t_short - n_short / rate,
+            "wall_long_s": t_long,
+            "peak_gib": peaks[compression, label],
+        }
+        rows.append(row)
+        print(
+            f"  {compression:4s} {label:34s} {rate:7.1f} slices/s  start-up {row['startup_s']:5.1f} s  "
+            f"{n_long} slices {t_long:6.1f} s  peak {row['peak_gib']:.2f} GiB",
+            flush=True,
+        )
     return rows
 
 
@@ -117,6 +120,19 @@ def decode_only(source: Path) -> dict[str, float]:
         timings[plugin] = 1000 * statistics.median(times)
         print(f"  {syntax.name}, {plugin}: {timings[plugin]:.1f} ms per slice", flush=True)
     return timings
+
+
+def cpu_name() -> str:
+    """The CPU model and the matrix/vector extensions that decide which precisions are fast (Linux; else the
+    platform's processor string): results from different machines are only comparable beside this."""
+    info = Path("/proc/cpuinfo")
+    if not info.is_file():
+        return platform.processor() or platform.machine()
+    text = info.read_text()
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    extensions = [name for name in ("avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8") if name in flags]
+    return f"{model or platform.machine()} ({', '.join(extensions) or 'no AVX-512 BF16/VNNI, no AMX'})"
 
 
 def _median_rate(fn: Callable[[], object], calls: int) -> float:
@@ -216,7 +232,7 @@ def _plot(e2e: list[dict], net: list[dict], path: Path) -> None:
     axes[0].set_title("tfkt-score end to end (marginal slices/s)")
     labels = [f"{r['network']}: {r['mode']}" for r in net]
     axes[1].barh(labels, [r["slices_per_s"] for r in net], color="tab:orange")
-    axes[1].set_title("network alone, one 512x512 slice per call")
+    axes[1].set_title("network alone, 512x512, batch 1")
     for ax in axes:
         ax.axvline(30, color="grey", linestyle="--", linewidth=1)
         ax.invert_yaxis()
@@ -246,8 +262,8 @@ def main() -> None:
         return
     checkpoint = args.checkpoint or (DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None)
     device = torch.cuda.get_device_name(0) if CUDA else f"CPU, {torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__}, {device}; checkpoint {checkpoint or 'random weights'}")
-    results: dict = {"device": device, "checkpoint": str(checkpoint)}
+    print(f"torch {torch.__version__}, {device}, {cpu_name()}; checkpoint {checkpoint or 'random weights'}")
+    results: dict = {"device": device, "cpu": cpu_name(), "checkpoint": str(checkpoint)}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         if checkpoint is None:
@@ -257,6 +273,7 @@ def main() -> None:
             settings = {
                 "openvino f32, 1 decoder": ["--backend", "openvino", "--workers", "1"],
                 "openvino f32, inline (default)": ["--backend", "openvino", "--workers", "0"],
+                "openvino f32, 1 decoder, 1 thread": ["--backend", "openvino", "--workers", "1", "--threads", "1"],
                 "openvino bf16, 1 decoder": ["--backend", "openvino", "--precision", "bf16", "--workers", "1"],
             }
             for batch in args.torch_batches:

@@ -184,6 +184,23 @@ def test_same_scores_as_the_inference_workflow(tmp_path, study, tiny_checkpoint,
             assert same, (key, ours[key], theirs[key])
 
 
+def test_network_threads_leave_the_scores_alone(tmp_path, study, tiny_checkpoint, capsys):
+    threads = torch.get_num_threads()
+    try:
+        default = _score(tmp_path / "default", [study], tiny_checkpoint, expect=3)
+        one = _score(tmp_path / "one", [study], tiny_checkpoint, "--threads", "1", "--workers", "1", expect=3)
+        assert torch.get_num_threads() == 1  # the workflow set the network's threads
+    finally:
+        torch.set_num_threads(threads)
+    for row in _csv(default / "index.csv"):
+        scores = [_csv(out / row["folder"] / "scores.csv") for out in (default, one)]
+        assert [r["sop_instance_uid"] for r in scores[0]] == [r["sop_instance_uid"] for r in scores[1]]
+        assert [float(r["score"]) for r in scores[0]] == pytest.approx([float(r["score"]) for r in scores[1]], abs=1e-5)
+    capsys.readouterr()
+    assert main([str(study), "--out", str(tmp_path / "o"), "--checkpoint", str(tiny_checkpoint), "--threads", "0"]) == 2
+    assert capsys.readouterr().err == "error: ValueError: --threads must be at least 1\n"
+
+
 def test_missing_checkpoint_and_input_are_usage_errors(tmp_path, study, capsys):
     assert main([str(study), "--out", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "absent.pt")]) == 2
     assert "absent.pt does not exist: make one with `make demo`" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""scripts.data.stream.SliceStream over image files and a NIfTI volume, and HUWindowd on the streamed items."""
+"""scripts.data.stream: SliceStream over image files and a NIfTI volume, its batches, and HUWindowd on its items."""
 
 import math
 
@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from monai.data import decollate_batch
 
 from scripts.ctio.slices import SLICE_KEYS
 from scripts.ctio.window import apply_hu_window
-from scripts.data.stream import SliceStream
+from scripts.data.stream import SliceStream, collate_slices
 from scripts.data.transforms import HUWindowd
 
 ITEM_KEYS = {"image", "is_hu", "name", *SLICE_KEYS}
@@ -119,3 +120,19 @@ def test_batches_hold_one_image_size_each(tmp_path):
     assert [item["name"] for batch in batches for item in batch] == [item["name"] for item in SliceStream(tmp_path)]
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         SliceStream(tmp_path, batch_size=0)
+
+
+def test_batches_collate_the_image_and_keep_every_other_value_as_read(inputs):
+    items = list(SliceStream(inputs["paths"][1:], transform=HUWindowd(keys="image", hu_window=WINDOW), batch_size=2))
+    batch = collate_slices(items[0])
+    assert isinstance(batch["image"], torch.Tensor) and batch["image"].shape == (2, 5, 6)
+    assert set(batch) == ITEM_KEYS
+    for key in ITEM_KEYS - {"image"}:  # Python values: no tensor per identifier to pass from a worker
+        assert batch[key] == [item[key] for item in items[0]] or all(map(math.isnan, batch[key])), key
+        assert not any(isinstance(value, torch.Tensor) for value in batch[key]), key
+    assert _same_items(decollate_batch(batch), items[0])
+    loader = torch.utils.data.DataLoader(
+        SliceStream(inputs["paths"], batch_size=2), batch_size=None, num_workers=1, collate_fn=collate_slices
+    )
+    by_worker = [item for batch in loader for item in decollate_batch(batch)]
+    assert _same_items(by_worker, list(SliceStream(inputs["paths"])))

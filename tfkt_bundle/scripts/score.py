@@ -1,6 +1,7 @@
 """``tfkt-score``: score clinical CT with the bundle's model, one command, no config to write.
 
     tfkt-score INPUT... --out OUTDIR [--checkpoint PATH] [--threshold 2.0] [--batch-size N] [--device cpu|cuda]
+               [--workers N] [--threads N]
                [--uncertainty] [--no-quality-maps]
     tfkt-score compare BEFORE AFTER --out OUTDIR [same options]
     tfkt-score INPUT... --out OUTDIR --engine ray [--address auto|HOST:PORT]   (an archive, on Ray: extra 'scale')
@@ -75,6 +76,12 @@ def build_parser(compare: bool = False) -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers", type=int, default=0, help="processes decoding slices beside the network (0: decode inline)"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads of the network (default: one per core); with --workers 1, --threads 1 leaves a core to "
+        "decoding, so neither waits for the other",
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: the GPU if any")
     parser.add_argument(
         "--backend",
@@ -120,9 +127,9 @@ def _checked(args: argparse.Namespace, inputs: Sequence[str]) -> argparse.Namesp
     args.checkpoint = args.checkpoint or (DEFAULT_ONNX if args.backend == "onnx" else DEFAULT_CHECKPOINT)
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist: {_MAKE_IT[args.backend]}")
-    for name in ("batch_size", "workers"):
-        if getattr(args, name) < (1 if name == "batch_size" else 0):
-            raise ValueError(f"--{name.replace('_', '-')} must be at least {1 if name == 'batch_size' else 0}")
+    for name, least in (("batch_size", 1), ("workers", 0), ("threads", 1)):
+        if getattr(args, name) is not None and getattr(args, name) < least:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {least}")
     if args.device == "cuda" and not getattr(args, "address", None):  # a Ray cluster's GPUs: the engine checks
         import torch
 
@@ -175,6 +182,8 @@ def _overrides(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> d
         "quality_maps": args.quality_maps,
         **model_overrides(args.backend, args.checkpoint.resolve(), args.network_preset, args.precision),
     }
+    if args.threads:
+        overrides["network_threads"] = args.threads
     if args.device != "auto":
         overrides["device"] = f"$torch.device('{'cuda:0' if args.device == 'cuda' else 'cpu'}')"
     return overrides
