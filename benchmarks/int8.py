@@ -18,11 +18,9 @@ int8 only if it kept SROCC within 0.005 of f32 on every set. Figures only; it ne
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from accuracy import DEFAULT_WORK, RELEASED_MODEL, SHARED, ModelSpec, load_sets,
 
 from scripts.ctio.images import read_image_file
 from scripts.nets.networks import create_network
+from scripts.nets.openvino_runtime import onnx_bytes
 from scripts.nets.weights import load_state_dict_file
 
 VARIANTS = ("int8", "int8, stem f32")
@@ -49,11 +48,7 @@ def _imports():
 def read_model(network: torch.nn.Module, size: int = 512):
     """The network as an OpenVINO model, through the same ONNX export as the bundle's OpenVINO backend."""
     _, ov = _imports()
-    buffer = io.BytesIO()
-    with torch.enable_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(network, (torch.zeros(1, 1, size, size),), buffer, dynamo=False, input_names=["image"])
-    return ov.Core().read_model(buffer.getvalue(), b"")
+    return ov.Core().read_model(onnx_bytes(network, torch.zeros(1, 1, size, size)), b"")
 
 
 def quantize(model, calibration: Sequence[np.ndarray], keep_stem: bool):
@@ -106,11 +101,13 @@ def main() -> None:
     calibration = calibration_slices(args.calibration, args.images)
     models = {"f32": model, **{name: quantize(model, calibration, keep_stem="stem" in name) for name in VARIANTS}}
     results: dict = {"speed_ms": {}, "accuracy": {}}
+    compiled = {}  # at 2 threads, kept for the accuracy sets
     for name, m in models.items():
-        speed = {threads: _ms_per_slice(compile_model(m, threads), calibration[0]) for threads in (1, 2)}
+        by_threads = {threads: compile_model(m, threads) for threads in (1, 2)}
+        speed = {threads: _ms_per_slice(c, calibration[0]) for threads, c in by_threads.items()}
         results["speed_ms"][name] = speed
+        compiled[name] = by_threads[2]
         print(f"{name:16s} " + "  ".join(f"{t} thread(s) {ms:5.1f} ms" for t, ms in speed.items()))
-    compiled = {name: compile_model(m, 2) for name, m in models.items()}
     sets = load_sets(args.work, SHARED / "ct_series_abdomen")
     print(f"{'set':18s} {'model':16s} {'n':>4s} {'SROCC':>7s} {'d SROCC':>8s} {'PLCC':>7s} {'max |d| vs f32':>15s}")
     for set_name, items in sets.items():

@@ -19,14 +19,12 @@ run, and the published ``tfkt_v2`` layout in the same run, with the ratio. On a 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import platform
 import statistics
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +35,7 @@ import torch
 sys.path.insert(0, str(stress.ROOT / "tfkt_bundle"))
 
 from scripts.nets.networks import create_network  # noqa: E402
+from scripts.nets.openvino_runtime import onnx_bytes  # noqa: E402
 from scripts.nets.weights import load_state_dict_file  # noqa: E402
 
 DEFAULT_CHECKPOINT = stress.ROOT / "tfkt_bundle" / "models" / "model.pt"
@@ -149,14 +148,6 @@ def _median_rate(fn: Callable[[], object], calls: int) -> float:
     return 1.0 / statistics.median(times)
 
 
-def _onnx_bytes(network: torch.nn.Module, example: torch.Tensor) -> bytes:
-    buffer = io.BytesIO()
-    with torch.enable_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(network, (example,), buffer, dynamo=False, input_names=["image"])
-    return buffer.getvalue()
-
-
 def _variants(network: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], object]]:
     """Every way the bundle can run the network on one slice, keyed by a short name."""
     variants: dict[str, Callable[[], object]] = {"torch fp32": lambda: network(x)}
@@ -181,7 +172,7 @@ def _variants(network: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[
     with torch.enable_grad():
         scripted = torch.jit.freeze(torch.jit.trace(network, x, check_trace=False).eval())
     variants["TorchScript frozen fp32"] = lambda: scripted(x)
-    model = _onnx_bytes(network, x)
+    model = onnx_bytes(network, x)
     try:
         import onnxruntime as ort
 
@@ -262,8 +253,9 @@ def main() -> None:
         return
     checkpoint = args.checkpoint or (DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None)
     device = torch.cuda.get_device_name(0) if CUDA else f"CPU, {torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__}, {device}, {cpu_name()}; checkpoint {checkpoint or 'random weights'}")
-    results: dict = {"device": device, "cpu": cpu_name(), "checkpoint": str(checkpoint)}
+    cpu = cpu_name()
+    print(f"torch {torch.__version__}, {device}, {cpu}; checkpoint {checkpoint or 'random weights'}")
+    results: dict = {"device": device, "cpu": cpu, "checkpoint": str(checkpoint)}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         if checkpoint is None:

@@ -90,7 +90,7 @@ def collate_slices(items: list[dict]) -> dict:
 
     The identifiers stay Python values because each tensor a DataLoader worker returns crosses to the main process
     through a file descriptor of its own: a dozen per-slice numbers as tensors cost the main process more than the
-    image itself (about 4 ms a slice, measured with one decoding worker). Decollating gives each item its values back.
+    image itself (about 5 ms a slice, measured with one decoding worker). Decollating gives each item its values back.
     """
     batch = list_data_collate([{"image": item["image"]} for item in items])
     batch.update({key: [item[key] for item in items] for key in items[0] if key != "image"})

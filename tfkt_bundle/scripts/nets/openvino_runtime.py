@@ -18,12 +18,22 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["OpenVinoNetwork", "PRECISIONS"]
+__all__ = ["OpenVinoNetwork", "PRECISIONS", "onnx_bytes"]
 
 logger = logging.getLogger(__name__)
 # f32 is the default: bf16 rounds the windowed input to 8 bits of mantissa, which is the scale of the noise the model
 # grades, and moved scores by up to 0.31 and held-out SROCC by up to 0.06 (benchmarks/precision.py).
 PRECISIONS = ("f32", "bf16")
+
+
+def onnx_bytes(network: nn.Module, example: torch.Tensor) -> bytes:
+    """``network`` (in eval mode) traced at ``example``'s shape to an in-memory ONNX model, as OpenVINO reads it."""
+    buffer = io.BytesIO()
+    # With autograd on, torch's transformer layers take their exportable path, not the fused inference one.
+    with torch.inference_mode(False), torch.enable_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python code, expected here
+        torch.onnx.export(network, (example,), buffer, dynamo=False, input_names=["image"])
+    return buffer.getvalue()
 
 
 def _openvino():
@@ -63,14 +73,9 @@ class OpenVinoNetwork(nn.Module):
 
     def _compile(self, height: int, width: int):
         ov = _openvino()
-        buffer = io.BytesIO()
         self.network.eval()
         try:
-            # With autograd on, torch's transformer layers take their exportable path, not the fused inference one.
-            with torch.inference_mode(False), torch.enable_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python code, expected here
-                example = torch.zeros(1, self.network.in_chans, height, width)
-                torch.onnx.export(self.network, (example,), buffer, dynamo=False, input_names=["image"])
+            model = onnx_bytes(self.network, torch.zeros(1, self.network.in_chans, height, width))
         except Exception as err:  # noqa: BLE001 - any exporter failure means: use the torch network
             logger.warning("OpenVINO: %dx%d slices run in PyTorch (export failed: %s)", height, width, err)
             return None
@@ -78,7 +83,7 @@ class OpenVinoNetwork(nn.Module):
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = int(self.threads)
         core = ov.Core()
-        return core.compile_model(core.read_model(buffer.getvalue(), b""), "CPU", config)
+        return core.compile_model(core.read_model(model, b""), "CPU", config)
 
     def _model_for(self, height: int, width: int):
         key = (height, width)
