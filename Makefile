@@ -28,11 +28,8 @@ demo: $(STAMP)
 # Everything CI runs: lint, the core suite, then the Deploy and Label apps' suites in their own environments.
 test: lint test-core test-deploy test-label
 
-# The training workflows get a pytest process of their own: after the scoring tests had loaded OpenVINO into the
-# process, a training workflow test crashed it (segmentation fault).
 test-core: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS) --ignore=tests/test_workflows.py
-	$(PY) -m pytest $(PYTEST_ARGS) tests/test_workflows.py
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -30,30 +30,30 @@ from accuracy import DEFAULT_WORK, RELEASED_MODEL, SHARED, ModelSpec, load_sets,
 
 from scripts.ctio.images import read_image_file
 from scripts.nets.networks import create_network
-from scripts.nets.openvino_runtime import onnx_bytes
+from scripts.nets.openvino_runtime import onnx_bytes, openvino_core
 from scripts.nets.weights import load_state_dict_file
 
 VARIANTS = ("int8", "int8, stem f32")
 
 
-def _imports():
+def _nncf():
     try:
         import nncf
-        import openvino
+        import openvino  # noqa: F401 - nncf quantizes OpenVINO models
     except ImportError as err:
         raise SystemExit(f"benchmarks/int8.py needs openvino and nncf ({err}): pip install nncf==3.4.0") from err
-    return nncf, openvino
+    return nncf
 
 
 def read_model(network: torch.nn.Module, size: int = 512):
     """The network as an OpenVINO model, through the same ONNX export as the bundle's OpenVINO backend."""
-    _, ov = _imports()
-    return ov.Core().read_model(onnx_bytes(network, torch.zeros(1, 1, size, size)), b"")
+    _nncf()
+    return openvino_core().read_model(onnx_bytes(network, torch.zeros(1, 1, size, size)), b"")
 
 
 def quantize(model, calibration: Sequence[np.ndarray], keep_stem: bool):
     """``model`` with int8 weights and activations (NNCF defaults), the first convolution left in f32 if asked."""
-    nncf, _ = _imports()
+    nncf = _nncf()
     options = {"subset_size": len(calibration)}
     if keep_stem:
         first = next(op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution")
@@ -62,9 +62,9 @@ def quantize(model, calibration: Sequence[np.ndarray], keep_stem: bool):
 
 
 def compile_model(model, threads: int):
-    _, ov = _imports()
+    _nncf()
     config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
-    return ov.Core().compile_model(model, "CPU", config)
+    return openvino_core().compile_model(model, "CPU", config)
 
 
 def calibration_slices(folder: Path, count: int, seed: int = 0) -> list[np.ndarray]:

@@ -11,14 +11,16 @@ The marginal rate, ``(long - short) / (t_long - t_short)``, leaves out start-up 
 conversion, the report); start-up is ``t_short`` less the short series' share at that rate. Peak RSS is the
 child's own ``ru_maxrss``. ``--long N`` adds one N-slice run for memory.
 
-Network alone (no I/O, one 512x512 slice per call, median over calls): each precision and format the bundle can
-run, and the published ``tfkt_v2`` layout in the same run, with the ratio. On a GPU the same script times
+Network alone (no I/O, 512x512, median over calls that go round every variant in turn): each precision and format
+the bundle can run, one slice per call, the OpenVINO backend as tfkt-score runs it (two slices a call on two
+streams), and the published ``tfkt_v2`` layout, with the ratio. On a GPU the same script times
 ``--device cuda`` and AMP. Figures only: it never asserts; the machine is shared, so compare within one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import statistics
@@ -28,6 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import stress
 import torch
@@ -35,11 +38,12 @@ import torch
 sys.path.insert(0, str(stress.ROOT / "tfkt_bundle"))
 
 from scripts.nets.networks import create_network  # noqa: E402
-from scripts.nets.openvino_runtime import onnx_bytes  # noqa: E402
+from scripts.nets.openvino_runtime import OpenVinoNetwork, onnx_bytes, openvino_core  # noqa: E402
 from scripts.nets.weights import load_state_dict_file  # noqa: E402
 
 DEFAULT_CHECKPOINT = stress.ROOT / "tfkt_bundle" / "models" / "model.pt"
 CUDA = torch.cuda.is_available()
+OPENVINO = importlib.util.find_spec("openvino") is not None  # the optional 'export' extra
 
 
 def _decompressed(source: Path, out: Path) -> Path:
@@ -94,7 +98,7 @@ def end_to_end(series: dict, root: Path, checkpoint: Path, settings: dict[str, l
         }
         rows.append(row)
         print(
-            f"  {compression:4s} {label:34s} {rate:7.1f} slices/s  start-up {row['startup_s']:5.1f} s  "
+            f"  {compression:4s} {label:44s} {rate:7.1f} slices/s  start-up {row['startup_s']:5.1f} s  "
             f"{n_long} slices {t_long:6.1f} s  peak {row['peak_gib']:.2f} GiB",
             flush=True,
         )
@@ -134,23 +138,27 @@ def cpu_name() -> str:
     return f"{model or platform.machine()} ({', '.join(extensions) or 'no AVX-512 BF16/VNNI, no AMX'})"
 
 
-def _median_rate(fn: Callable[[], object], calls: int) -> float:
+def _interleaved_rates(variants: dict, calls: int) -> dict:
+    """Slices/s of each ``name: (call, slices per call)``: the median call, the calls going round every variant in
+    turn, so that a slow spell of the shared machine falls on all of them rather than on one."""
+    times: dict = {name: [] for name in variants}
     with torch.inference_mode():
-        for _ in range(3):
-            fn()
-        times = []
+        for fn, _ in variants.values():
+            for _ in range(3):
+                fn()
         for _ in range(calls):
-            start = time.perf_counter()
-            fn()
-            if CUDA:
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-    return 1.0 / statistics.median(times)
+            for name, (fn, _) in variants.items():
+                fn()  # untimed: the previous variant's thread pool may still spin on the cores for a while
+                start = time.perf_counter()
+                fn()
+                if CUDA:
+                    torch.cuda.synchronize()
+                times[name].append(time.perf_counter() - start)
+    return {name: slices / statistics.median(times[name]) for name, (_, slices) in variants.items()}
 
 
-def _variants(network: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[], object]]:
-    """Every way the bundle can run the network on one slice, keyed by a short name."""
-    variants: dict[str, Callable[[], object]] = {"torch fp32": lambda: network(x)}
+def _variants(network: torch.nn.Module, x: torch.Tensor) -> dict[str, tuple[Callable[[], object], int]]:
+    """Every way the bundle can run the network, keyed by a short name: (one call, slices it scores)."""
     if CUDA:
         net_cuda, x_cuda = network.cuda(), x.cuda()
 
@@ -158,7 +166,8 @@ def _variants(network: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[
             with torch.autocast("cuda", dtype=torch.float16):
                 return net_cuda(x_cuda)
 
-        return {"cuda fp32": lambda: net_cuda(x_cuda), "cuda amp fp16": amp}
+        return {"cuda fp32": (lambda: net_cuda(x_cuda), 1), "cuda amp fp16": (amp, 1)}
+    variants = {"torch fp32": lambda: network(x)}
     channels_last = create_network("hybrid_lite0").eval().to(memory_format=torch.channels_last)
     channels_last.load_state_dict(network.state_dict())
     x_cl = x.contiguous(memory_format=torch.channels_last)
@@ -180,34 +189,64 @@ def _variants(network: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[
         variants["ONNX Runtime fp32"] = lambda: session.run(None, {"image": x.numpy()})
     except ImportError:
         print("  (onnxruntime not installed: skipped)")
+    variants = {name: (fn, 1) for name, fn in variants.items()}
     try:
-        import openvino as ov
-
-        core = ov.Core()
+        core = openvino_core()
         for precision in ("f32", "bf16"):
             compiled = core.compile_model(core.read_model(model, b""), "CPU", {"INFERENCE_PRECISION_HINT": precision})
-            variants[f"OpenVINO {precision}"] = lambda c=compiled: c(x.numpy())
+            variants[f"OpenVINO {precision}"] = (lambda c=compiled: c(x.numpy()), 1)
+        # The backend as tfkt-score runs it by default: two slices a call, one stream each.
+        streams = OpenVinoNetwork(network, threads=torch.get_num_threads(), streams=2)
+        pair = x.repeat(2, 1, 1, 1)
+        variants["OpenVINO f32, 2 streams"] = (lambda: streams(pair), 2)
     except ImportError:
         print("  (openvino not installed: skipped)")
     return variants
 
 
-def network_only(checkpoint: Path | None, size: int, calls: int, v2_calls: int) -> list[dict]:
+def openvino_layers(checkpoint: Path | None, size: int, calls: int) -> list[dict]:
+    """Where OpenVINO f32 spends a slice: milliseconds per (layer type, kernel), its own profile, median call."""
+    network = create_network("hybrid_lite0").eval()
+    if checkpoint is not None:
+        network.load_state_dict(load_state_dict_file(checkpoint))
+    core = openvino_core()
+    model = core.read_model(onnx_bytes(network, torch.zeros(1, 1, size, size)), b"")
+    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True}
+    request = core.compile_model(model, "CPU", config).create_infer_request()
+    x = np.random.default_rng(0).random((1, 1, size, size), dtype=np.float32)
+    per_call = []
+    for _ in range(3 + calls):
+        request.infer({0: x})
+        totals: dict[tuple[str, str], float] = {}
+        for layer in request.profiling_info:
+            key = (layer.node_type, layer.exec_type)
+            totals[key] = totals.get(key, 0.0) + layer.real_time.total_seconds() * 1e3
+        per_call.append(totals)
+    rows = [
+        {"layer": layer, "kernel": kernel, "ms": statistics.median(c.get((layer, kernel), 0.0) for c in per_call[3:])}
+        for layer, kernel in per_call[-1]
+    ]
+    rows = sorted((r for r in rows if r["ms"] >= 0.05), key=lambda r: -r["ms"])
+    total = sum(r["ms"] for r in rows)
+    for r in rows:
+        print(f"  {r['layer']:18s} {r['kernel']:28s} {r['ms']:6.2f} ms  {100 * r['ms'] / total:4.1f} %", flush=True)
+    return rows
+
+
+def network_only(checkpoint: Path | None, size: int, calls: int) -> list[dict]:
     network = create_network("hybrid_lite0").eval()
     if checkpoint is not None:
         network.load_state_dict(load_state_dict_file(checkpoint))
     x = torch.rand(1, 1, size, size)
-    rows = []
-    for name, fn in _variants(network, x).items():
-        rows.append({"network": "hybrid_lite0", "mode": name, "slices_per_s": _median_rate(fn, calls)})
-        print(f"  hybrid_lite0  {name:28s} {rows[-1]['slices_per_s']:7.2f} slices/s", flush=True)
+    variants = {("hybrid_lite0", name): call for name, call in _variants(network, x).items()}
     v2 = create_network("tfkt_v2").eval()
-    v2_x = x
-    if CUDA:
-        v2, v2_x = v2.cuda(), x.cuda()
-    rate = _median_rate(lambda: v2(v2_x), v2_calls)
-    rows.append({"network": "tfkt_v2", "mode": "cuda fp32" if CUDA else "torch fp32", "slices_per_s": rate})
-    print(f"  tfkt_v2       {rows[-1]['mode']:28s} {rate:7.2f} slices/s", flush=True)
+    v2_x = x.cuda() if CUDA else x
+    v2 = v2.cuda() if CUDA else v2
+    variants["tfkt_v2", "cuda fp32" if CUDA else "torch fp32"] = (lambda: v2(v2_x), 1)
+    rows = []
+    for (net, mode), rate in _interleaved_rates(variants, calls).items():
+        rows.append({"network": net, "mode": mode, "slices_per_s": rate})
+        print(f"  {net:13s} {mode:28s} {rate:7.2f} slices/s", flush=True)
     return rows
 
 
@@ -263,13 +302,14 @@ def main() -> None:
             torch.save(create_network("hybrid_lite0").state_dict(), checkpoint)
         if not args.skip_e2e:
             settings = {
-                "openvino f32, 1 decoder": ["--backend", "openvino", "--workers", "1"],
-                "openvino f32, inline (default)": ["--backend", "openvino", "--workers", "0"],
-                "openvino f32, 1 decoder, 1 thread": ["--backend", "openvino", "--workers", "1", "--threads", "1"],
-                "openvino bf16, 1 decoder": ["--backend", "openvino", "--precision", "bf16", "--workers", "1"],
+                "openvino f32, 1 decoder, 2 streams (default)": ["--backend", "openvino"],
+                "openvino f32, inline, batch 1": ["--backend", "openvino", "--workers", "0", "--batch-size", "1"],
+                "openvino f32, 1 decoder, batch 1": ["--backend", "openvino", "--batch-size", "1"],
+                "openvino f32, 1 decoder, 1 thread": ["--backend", "openvino", "--batch-size", "1", "--threads", "1"],
+                "openvino bf16, 1 decoder, 2 streams": ["--backend", "openvino", "--precision", "bf16"],
             }
             for batch in args.torch_batches:
-                torch_options = ["--backend", "torch", "--batch-size", str(batch), "--workers", "1"]
+                torch_options = ["--backend", "torch", "--batch-size", str(batch)]
                 settings[f"torch fp32, batch {batch}"] = torch_options
             if CUDA:
                 settings = {
@@ -288,7 +328,10 @@ def main() -> None:
         print("\ndecoding alone, one core:")
         results["decode_ms"] = decode_only(args.series)
         print("\nnetwork alone, batch 1, 512x512:")
-        results["network"] = network_only(checkpoint, 512, args.calls, max(3, args.calls // 8))
+        results["network"] = network_only(checkpoint, 512, args.calls)
+        if not CUDA and OPENVINO:
+            print("\nOpenVINO f32, where a 512x512 slice's time goes (layers of 0.05 ms or more):")
+            results["openvino_layers"] = openvino_layers(checkpoint, 512, args.calls)
     default = max(r["slices_per_s"] for r in results["network"] if r["network"] == "hybrid_lite0")
     v2 = next(r["slices_per_s"] for r in results["network"] if r["network"] == "tfkt_v2")
     results["ratio_best_to_tfkt_v2"] = default / v2

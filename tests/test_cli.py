@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from scripts import command
 from scripts.utils import cli
@@ -169,6 +170,23 @@ def test_expected_errors_are_one_line_with_their_real_class(capsys, monkeypatch)
         "error: FileNotFoundError: /data/x does not exist: pass --dataset_dir",
         "(full traceback: TFKT_DEBUG=1)",
     ]
+
+
+class _MissingDecoder(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int):
+        raise ModuleNotFoundError("cannot decode JPEG 2000 pixel data\n(pip install pylibjpeg-openjpeg)")
+
+
+def test_an_error_from_a_dataloader_worker_is_its_own_first_line():
+    # torch re-raises it in the main process as the same class, with the worker's traceback for message
+    with pytest.raises(ModuleNotFoundError) as caught:
+        next(iter(torch.utils.data.DataLoader(_MissingDecoder(), num_workers=1)))
+    assert "Original Traceback" in str(caught.value)
+    assert cli.one_line(caught.value) == "cannot decode JPEG 2000 pixel data"
+    assert cli.one_line(ModuleNotFoundError("Caught nothing\nsecond line")) == "Caught nothing"
 
 
 def test_defects_and_debug_mode_keep_the_traceback(capsys, monkeypatch):

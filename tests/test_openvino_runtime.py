@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from scripts.nets.networks import create_network
 from scripts.score import build_parser, resolved_backend
+
+from conftest import BUNDLE_ROOT
 
 ov = pytest.importorskip("openvino", reason="the OpenVINO backend is the optional 'export' extra")
 
@@ -35,6 +39,39 @@ def test_f32_matches_eager_for_any_batch_and_compiles_once_per_size(tiny):
     assert got.shape == (3, 1) and got.dtype == torch.float32
     torch.testing.assert_close(got, _eager(tiny, x), atol=1e-4, rtol=0)
     assert list(wrapped._compiled) == [(96, 64)] and wrapped._compiled[(96, 64)] is not None
+
+
+def test_streams_score_each_slice_of_a_batch_as_one_after_another_does(tiny):
+    x = torch.rand(5, 1, 64, 64)  # an odd batch: the last slice has no partner stream
+    wrapped = OpenVinoNetwork(tiny, precision="f32", threads=2, streams=2)
+    with torch.inference_mode():
+        first, again = wrapped(x), wrapped(x.flip(0))
+    assert wrapped._compiled[(64, 64)].get_property("NUM_STREAMS") == 2
+    torch.testing.assert_close(first, _eager(tiny, x), atol=1e-4, rtol=0)
+    torch.testing.assert_close(again, first.flip(0), atol=1e-5, rtol=0)  # results stay in the batch's order
+    assert [len(r) for r in wrapped._requests.values()] == [2]  # one infer request per stream, made once
+    with pytest.raises(ValueError, match="streams must be at least 1"):
+        OpenVinoNetwork(tiny, streams=0)
+
+
+def test_models_freed_in_the_order_they_were_made_leave_signal_handlers_working():
+    # Each openvino.Core's CPU plugin swaps the main thread's signal stack and restores the one it found when freed:
+    # with a Core per model, freeing the first model first left a dangling stack and the next Python signal handler
+    # (here SIGUSR1; in scoring, a DataLoader worker's SIGCHLD) died with SIGSEGV.
+    code = """
+import gc, os, signal, torch
+from scripts.nets.networks import create_network
+from scripts.nets.openvino_runtime import OpenVinoNetwork
+first, second = (OpenVinoNetwork(create_network("hybrid_tiny").eval()) for _ in range(2))
+with torch.inference_mode():
+    first(torch.rand(1, 1, 64, 64)), first(torch.rand(1, 1, 32, 32)), second(torch.rand(1, 1, 64, 64))
+del first; gc.collect()
+del second; gc.collect()
+signal.signal(signal.SIGUSR1, lambda *_: print("handled", flush=True))
+os.kill(os.getpid(), signal.SIGUSR1)
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=BUNDLE_ROOT, capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stdout) == (0, "handled\n"), done.stderr[-2000:]
 
 
 def test_bf16_stays_close_to_eager(tiny):

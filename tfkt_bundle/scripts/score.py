@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from scripts.command import BUNDLE_ROOT, inference_configs, model_overrides
-from scripts.utils.cli import report_error, root_cause
+from scripts.utils.cli import one_line, report_error, root_cause
 from scripts.utils.paths import writable_dir
 
 __all__ = ["DEFAULT_CHECKPOINT", "DEFAULT_ONNX", "EXIT_CODES", "build_parser", "score", "main"]
@@ -72,16 +72,16 @@ def build_parser(compare: bool = False) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--checkpoint", type=Path, help=f"model weights (default {DEFAULT_CHECKPOINT}; .onnx file)")
     parser.add_argument("--threshold", type=float, default=2.0, help="flag slices scored below this (0-4 scale)")
-    parser.add_argument("--batch-size", type=int, default=1, help="slices per network call")
     parser.add_argument(
-        "--workers", type=int, default=0, help="processes decoding slices beside the network (0: decode inline)"
-    )
-    parser.add_argument(
-        "--threads",
+        "--batch-size",
         type=int,
-        help="CPU threads of the network (default: one per core); with --workers 1, --threads 1 leaves a core to "
-        "decoding, so neither waits for the other",
+        default=2,
+        help="slices per network call (OpenVINO runs them side by side, up to one per thread)",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes decoding slices beside the network (0: decode inline)"
+    )
+    parser.add_argument("--threads", type=int, help="CPU threads of the network (default: one per core)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: the GPU if any")
     parser.add_argument(
         "--backend",
@@ -248,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         root = root_cause(err)
         if isinstance(root, ImportError):  # a missing package (a DICOM decoder, a backend): a set-up problem
-            print(f"error: {type(root).__name__}: {root}", file=sys.stderr)
+            print(f"error: {type(root).__name__}: {one_line(root)}", file=sys.stderr)
             return EXIT_USAGE
         if not isinstance(root, NothingScoredError):
             raise

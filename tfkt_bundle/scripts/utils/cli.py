@@ -284,9 +284,19 @@ def report_error(exc_type, exc, tb) -> None:
 
 
 def one_line(exc: BaseException) -> str:
-    """The first line of an error's message (MLflow and SQLAlchemy add the SQL and links below it)."""
+    """The first line of an error's message (MLflow and SQLAlchemy add the SQL and links below it).
+
+    An error raised in a DataLoader worker comes back to the main process as the same class with the worker's
+    traceback for message ("Caught X in DataLoader worker process N. Original Traceback ..."): its own message is
+    the traceback's last ``X: ...`` line.
+    """
     text = str(exc).strip()
-    return text.splitlines()[0] if text else repr(exc)
+    lines = text.splitlines()
+    if lines and lines[0].startswith(f"Caught {type(exc).__name__} in DataLoader worker process"):
+        prefix = f"{type(exc).__name__}: "
+        text = next((line[len(prefix) :] for line in reversed(lines) if line.startswith(prefix)), lines[-1])
+        lines = [text]
+    return lines[0] if text else repr(exc)
 
 
 def root_cause(exc: BaseException) -> BaseException:
