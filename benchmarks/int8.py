@@ -62,7 +62,6 @@ def quantize(model, calibration: Sequence[np.ndarray], keep_stem: bool):
 
 
 def compile_model(model, threads: int):
-    _nncf()
     config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
     return openvino_core().compile_model(model, "CPU", config)
 

@@ -190,25 +190,31 @@ def _variants(network: torch.nn.Module, x: torch.Tensor) -> dict[str, tuple[Call
     except ImportError:
         print("  (onnxruntime not installed: skipped)")
     variants = {name: (fn, 1) for name, fn in variants.items()}
-    try:
-        core = openvino_core()
-        for precision in ("f32", "bf16"):
-            compiled = core.compile_model(core.read_model(model, b""), "CPU", {"INFERENCE_PRECISION_HINT": precision})
-            variants[f"OpenVINO {precision}"] = (lambda c=compiled: c(x.numpy()), 1)
-        # The backend as tfkt-score runs it by default: two slices a call, one stream each.
-        streams = OpenVinoNetwork(network, threads=torch.get_num_threads(), streams=2)
-        pair = x.repeat(2, 1, 1, 1)
-        variants["OpenVINO f32, 2 streams"] = (lambda: streams(pair), 2)
-    except ImportError:
+    if not OPENVINO:
         print("  (openvino not installed: skipped)")
+        return variants
+    core = openvino_core()
+    for precision in ("f32", "bf16"):
+        compiled = core.compile_model(core.read_model(model, b""), "CPU", {"INFERENCE_PRECISION_HINT": precision})
+        variants[f"OpenVINO {precision}"] = (lambda c=compiled: c(x.numpy()), 1)
+    # The backend as tfkt-score runs it by default: two slices a call, one stream each.
+    streams = OpenVinoNetwork(network, threads=torch.get_num_threads(), streams=2)
+    pair = x.repeat(2, 1, 1, 1)
+    variants["OpenVINO f32, 2 streams"] = (lambda: streams(pair), 2)
     return variants
+
+
+def _default_network(checkpoint: Path | None) -> torch.nn.Module:
+    """The default network in eval mode, with ``checkpoint``'s weights when given (else random ones)."""
+    network = create_network("hybrid_lite0").eval()
+    if checkpoint is not None:
+        network.load_state_dict(load_state_dict_file(checkpoint))
+    return network
 
 
 def openvino_layers(checkpoint: Path | None, size: int, calls: int) -> list[dict]:
     """Where OpenVINO f32 spends a slice: milliseconds per (layer type, kernel), its own profile, median call."""
-    network = create_network("hybrid_lite0").eval()
-    if checkpoint is not None:
-        network.load_state_dict(load_state_dict_file(checkpoint))
+    network = _default_network(checkpoint)
     core = openvino_core()
     model = core.read_model(onnx_bytes(network, torch.zeros(1, 1, size, size)), b"")
     config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True}
@@ -234,9 +240,7 @@ def openvino_layers(checkpoint: Path | None, size: int, calls: int) -> list[dict
 
 
 def network_only(checkpoint: Path | None, size: int, calls: int) -> list[dict]:
-    network = create_network("hybrid_lite0").eval()
-    if checkpoint is not None:
-        network.load_state_dict(load_state_dict_file(checkpoint))
+    network = _default_network(checkpoint)
     x = torch.rand(1, 1, size, size)
     variants = {("hybrid_lite0", name): call for name, call in _variants(network, x).items()}
     v2 = create_network("tfkt_v2").eval()

@@ -290,13 +290,13 @@ def one_line(exc: BaseException) -> str:
     traceback for message ("Caught X in DataLoader worker process N. Original Traceback ..."): its own message is
     the traceback's last ``X: ...`` line.
     """
-    text = str(exc).strip()
-    lines = text.splitlines()
-    if lines and lines[0].startswith(f"Caught {type(exc).__name__} in DataLoader worker process"):
-        prefix = f"{type(exc).__name__}: "
-        text = next((line[len(prefix) :] for line in reversed(lines) if line.startswith(prefix)), lines[-1])
-        lines = [text]
-    return lines[0] if text else repr(exc)
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return repr(exc)
+    prefix = f"{type(exc).__name__}: "
+    if lines[0].startswith(f"Caught {type(exc).__name__} in DataLoader worker process"):
+        return next((line[len(prefix) :] for line in reversed(lines) if line.startswith(prefix)), lines[-1])
+    return lines[0]
 
 
 def root_cause(exc: BaseException) -> BaseException:
