@@ -76,8 +76,17 @@ def build_study(datasets, out: Path, n_series: int) -> int:
     return n_series * len(datasets)
 
 
-def score(inputs: Path, out: Path, checkpoint: Path, preset: str | None, options: Sequence[str] = ()) -> dict:
-    command = [str(Path(sys.executable).parent / "tfkt-score"), str(inputs), "--out", str(out), *options]
+def score(
+    inputs: Path,
+    out: Path,
+    checkpoint: Path,
+    preset: str | None,
+    options: Sequence[str] = (),
+    program: Sequence[str] | None = None,
+) -> dict:
+    """Run tfkt-score (or ``program``, a command line taking its arguments) in a child process; figures of the run."""
+    program = list(program or [str(Path(sys.executable).parent / "tfkt-score")])
+    command = [*program, str(inputs), "--out", str(out), *options]
     command += ["--checkpoint", str(checkpoint)] + (["--network-preset", preset] if preset else [])
     log = out.parent / f"{out.name}.log"
     start = time.perf_counter()

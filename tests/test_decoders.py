@@ -65,6 +65,47 @@ def test_lossless_encodings_of_a_ct_slice_decode_to_its_exact_hu(tmp_path, uid):
     np.testing.assert_array_equal(px.read_dicom_hu(path), px.read_dicom_hu(CT_SLICE))
 
 
+def test_jpeg_2000_decodes_with_the_single_threaded_plugin_to_the_pixels_gdcm_gives(tmp_path, monkeypatch):
+    path = _reencoded(tmp_path, JPEG2000Lossless)
+    assert px.decoding_plugin(JPEG2000Lossless) == "pylibjpeg"
+    assert px.decoding_plugin(JPEG2000) == "pylibjpeg"
+    assert px.decoding_plugin(RLELossless) == ""  # no preference: pydicom's own order
+    assert px.decoding_plugin("1.2.840.10008.1.2.4.92") == ""  # JPEG 2000 Part 2: pydicom has no decoder at all
+    used = []
+    original = px.pixel_array
+    monkeypatch.setattr(px, "pixel_array", lambda *a, **k: used.append(k.get("decoding_plugin")) or original(*a, **k))
+    hu = px.read_dicom_hu(path)
+    assert used == ["pylibjpeg"]
+    gdcm = pydicom.pixels.apply_modality_lut(original(path, decoding_plugin="gdcm"), pydicom.dcmread(path))
+    np.testing.assert_array_equal(hu, gdcm)
+
+
+def refuse(src: bytes, runner) -> bytes:
+    """A pydicom decoder plugin that refuses every frame (registered by the test below)."""
+    raise ValueError("refused")
+
+
+def is_available(uid: str) -> bool:  # pydicom plugin protocol, for ``refuse``
+    return True
+
+
+DECODER_DEPENDENCIES: dict = {}
+
+
+def test_a_file_the_preferred_plugin_refuses_decodes_with_pydicoms_other_plugins(tmp_path, monkeypatch):
+    from pydicom.pixels.decoders import JPEG2000LosslessDecoder
+
+    path = _reencoded(tmp_path, JPEG2000Lossless)
+    JPEG2000LosslessDecoder.add_plugin("refuses", (__name__, "refuse"))
+    try:
+        monkeypatch.setitem(px.PREFERRED_PLUGINS, JPEG2000Lossless, "refuses")
+        assert px.decoding_plugin(JPEG2000Lossless) == "refuses"
+        np.testing.assert_array_equal(px.read_dicom_hu(path), px.read_dicom_hu(CT_SLICE))
+    finally:
+        JPEG2000LosslessDecoder.remove_plugin("refuses")
+    assert px.decoding_plugin(JPEG2000Lossless) == ""  # preferred but not installed
+
+
 def test_jpeg_lossless_process_14_decodes_to_the_exact_hu(tmp_path):
     """The most common lossless syntax in CT archives (process 14, selection value 1)."""
     path = _gdcm_reencoded(tmp_path, CT_SLICE, "JPEGLosslessProcess14_1")

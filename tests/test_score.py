@@ -432,9 +432,7 @@ def test_an_interrupted_run_resumes_without_reading_finished_series_again(
     monkeypatch.undo()
     decoded = []
     read = dicom_pixels.read_dicom_hu
-    monkeypatch.setattr(
-        dicom_pixels, "read_dicom_hu", lambda path, frame=None: decoded.append(path) or read(path, frame)
-    )
+    monkeypatch.setattr(dicom_pixels, "read_dicom_hu", lambda path, *args: decoded.append(path) or read(path, *args))
     _score(tmp_path / "cut", [study], tiny_checkpoint, "--workers", "0", "--resume", expect=3)
     assert len(decoded) == (len(DOSES) - 1) * N_SLICES  # the finished series is not decoded again
     resumed, expected = _csv(cut / "index.csv"), _csv(full / "index.csv")

@@ -11,6 +11,7 @@ only the GPL-3.0 pylibjpeg-libjpeg would decode such files.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 import threading
@@ -26,14 +27,20 @@ from pydicom.pixels import apply_modality_lut, get_decoder, pixel_array
 from pydicom.pixels.decoders import JPEGExtended12BitDecoder
 from pydicom.pixels.decoders.base import DecodeRunner
 from pydicom.tag import Tag
-from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGExtended12Bit
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000TransferSyntaxes, JPEGExtended12Bit
 
 from .dicom import DicomSeries, DicomSlice, Skip, group_attr, record_skip
 
-__all__ = ["DecoderMissingError", "check_decoders", "read_dicom_hu", "iter_series_slices"]
+__all__ = ["DecoderMissingError", "check_decoders", "decoding_plugin", "read_dicom_hu", "iter_series_slices"]
 
 
+logger = logging.getLogger(__name__)
 JPEG_12_BIT_PLUGIN = "gdcm-12-bit"
+# Plugins tried before pydicom's own order. pydicom tries GDCM first for JPEG 2000, and GDCM splits each slice's decode
+# over every core; slices are already decoded beside the network (a DataLoader worker), so those threads only contend.
+# pylibjpeg-openjpeg decodes the same OpenJPEG stream on one thread, in less core time per slice and with the same
+# pixels (benchmarks/speed.py times both, alone and end to end).
+PREFERRED_PLUGINS: dict[str, str] = dict.fromkeys(JPEG2000TransferSyntaxes, "pylibjpeg")
 DECODER_DEPENDENCIES = {JPEGExtended12Bit: ("gdcm>=3.0.10",)}  # pip install python-gdcm
 _NATIVE_STDERR = threading.Lock()
 
@@ -76,7 +83,7 @@ def _decoder_package(syntax_name: str) -> str:
     return "python-gdcm"  # JPEG lossless, baseline and (8-bit) extended; BSD-licensed
 
 
-def read_dicom_hu(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
+def read_dicom_hu(path: str | os.PathLike, frame: int | None = None, transfer_syntax: str | None = None) -> np.ndarray:
     """Decode one DICOM slice (or one frame) to Hounsfield units as float32 (H, W).
 
     Only the requested frame is read from disk. RescaleSlope/Intercept (or a Modality LUT, or for enhanced
@@ -85,6 +92,8 @@ def read_dicom_hu(path: str | os.PathLike, frame: int | None = None) -> np.ndarr
     Args:
         path: a DICOM file.
         frame: 0-based frame index for multi-frame files; None for a single-frame file.
+        transfer_syntax: the file's TransferSyntaxUID when the caller has read it already (None: read here); it picks
+            the decoder plugin (:data:`PREFERRED_PLUGINS`).
 
     Raises:
         DecoderMissingError: the transfer syntax needs a plugin that is not installed.
@@ -95,7 +104,7 @@ def read_dicom_hu(path: str | os.PathLike, frame: int | None = None) -> np.ndarr
     # besides group 0x0028 (it wants tags here, not keywords).
     groups = [Tag("SharedFunctionalGroupsSequence"), Tag("PerFrameFunctionalGroupsSequence")]
     try:
-        raw = pixel_array(path, index=frame, ds_out=header, specific_tags=groups)
+        raw = _pixels(path, frame, header, groups, decoding_plugin(transfer_syntax or _transfer_syntax(path)))
     except AttributeError:  # no pixel data found: pydicom's file-level reader does not inflate deflated files
         if read_file_meta_info(path).TransferSyntaxUID != DeflatedExplicitVRLittleEndian:
             raise
@@ -106,6 +115,32 @@ def read_dicom_hu(path: str | os.PathLike, frame: int | None = None) -> np.ndarr
         hint = " (multi-frame file: pass frame=)" if raw.ndim == 3 and frame is None else ""
         raise ValueError(f"{path}: expected one 2-D grayscale frame, got pixel array of shape {raw.shape}{hint}")
     return np.asarray(apply_modality_lut(raw, _rescale_source(header, frame)), dtype=np.float32)
+
+
+def decoding_plugin(transfer_syntax: str | None) -> str:
+    """The pydicom decoding plugin for ``transfer_syntax``: its :data:`PREFERRED_PLUGINS` entry where that plugin is
+    installed, else "" (pydicom's own order)."""
+    plugin = PREFERRED_PLUGINS.get(str(transfer_syntax), "")
+    try:
+        return plugin if plugin and plugin in get_decoder(transfer_syntax).available_plugins else ""
+    except NotImplementedError:  # a syntax pydicom cannot decode at all: the decode itself says so
+        return ""
+
+
+def _pixels(path: str | os.PathLike, frame: int | None, header: Dataset, groups: list, plugin: str) -> np.ndarray:
+    if plugin:
+        try:
+            return pixel_array(path, index=frame, ds_out=header, specific_tags=groups, decoding_plugin=plugin)
+        except Exception:  # noqa: BLE001 - the preferred plugin is a speed choice: a file it refuses gets them all
+            logger.debug("%s: %s plugin failed, trying pydicom's own order", path, plugin)
+    return pixel_array(path, index=frame, ds_out=header, specific_tags=groups)
+
+
+def _transfer_syntax(path: str | os.PathLike) -> str | None:
+    try:
+        return read_file_meta_info(path).get("TransferSyntaxUID")
+    except Exception:  # noqa: BLE001 - no readable file meta: pixel_array below reports what is wrong with the file
+        return None
 
 
 def _deflated_frame(path: str | os.PathLike, frame: int | None) -> tuple[np.ndarray, Dataset]:
@@ -226,7 +261,7 @@ def iter_series_slices(
         if keep is not None and not keep(index):
             continue
         try:
-            hu = read_dicom_hu(item.path, item.frame)
+            hu = read_dicom_hu(item.path, item.frame, item.transfer_syntax_uid)
         except DecoderMissingError:
             raise
         except Exception as err:  # a damaged slice is one unusable item, not a failed series
