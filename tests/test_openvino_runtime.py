@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from conftest import BUNDLE_ROOT
 
 ov = pytest.importorskip("openvino", reason="the OpenVINO backend is the optional 'export' extra")
 
-from scripts.nets.openvino_runtime import OpenVinoNetwork  # noqa: E402
+from scripts.nets.openvino_runtime import OpenVinoNetwork, cpu_has_bf16  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,16 @@ def test_bf16_stays_close_to_eager(tiny):
     with torch.inference_mode():
         got = OpenVinoNetwork(tiny, precision="bf16")(x)
     assert float((got - _eager(tiny, x)).abs().max()) < 0.05  # the 0-4 scale; bf16 keeps 8 mantissa bits
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="CPU flags are read from Linux's /proc/cpuinfo")
+def test_bf16_warns_exactly_where_the_cpu_has_no_native_bf16(tiny, caplog):
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    assert cpu_has_bf16() == bool(flags & {"avx512_bf16", "amx_bf16"})  # OpenVINO's view agrees with the kernel's
+    OpenVinoNetwork(tiny, precision="f32")
+    assert "no native bf16" not in caplog.text
+    OpenVinoNetwork(tiny, precision="bf16")
+    assert ("no native bf16" in caplog.text) == (not cpu_has_bf16())
 
 
 def test_pooled_token_grids_export_when_even_and_fall_back_to_torch_otherwise(tiny, caplog):

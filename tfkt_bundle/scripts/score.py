@@ -93,7 +93,7 @@ def build_parser(compare: bool = False) -> argparse.ArgumentParser:
         "--precision",
         choices=("f32", "bf16"),
         default="f32",
-        help="OpenVINO: bf16 is faster on CPUs with bf16 but moves scores (up to 0.3 measured)",
+        help="OpenVINO: bf16 is faster with AVX-512 BF16 or AMX (slower without) but moves scores (up to 0.3 measured)",
     )
     parser.add_argument("--resume", action="store_true", help="keep the series an interrupted run into --out finished")
     parser.add_argument("--verbose", action="store_true", help="log the workflow's progress (INFO)")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["OpenVinoNetwork", "PRECISIONS", "onnx_bytes", "openvino_core"]
+__all__ = ["OpenVinoNetwork", "PRECISIONS", "cpu_has_bf16", "onnx_bytes", "openvino_core"]
 
 logger = logging.getLogger(__name__)
 # f32 is the default: bf16 rounds the windowed input to 8 bits of mantissa, which is the scale of the noise the model
@@ -57,6 +57,11 @@ def openvino_core():
     return _openvino().Core()
 
 
+def cpu_has_bf16() -> bool:
+    """Whether OpenVINO runs bf16 natively on this CPU (AVX-512 BF16 or AMX)."""
+    return "BF16" in openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 class OpenVinoNetwork(nn.Module):
     """Run ``network`` with OpenVINO on the CPU: (B, 1, H, W) float32 in, (B, 1) float32 scores out.
 
@@ -78,6 +83,9 @@ class OpenVinoNetwork(nn.Module):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         _openvino()  # a missing package fails when the workflow is built, not at the first slice
+        if precision == "bf16" and not cpu_has_bf16():
+            # Without native bf16 OpenVINO emulates it: 4x slower than f32 on an Ice Lake Xeon (benchmarks/speed.py).
+            logger.warning("OpenVINO: this CPU has no native bf16 (AVX-512 BF16 or AMX), so bf16 is slower than f32")
         self.network = network
         self.precision = precision
         self.threads = threads
