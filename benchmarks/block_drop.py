@@ -19,18 +19,19 @@ threads, one 512x512 slice a call, calls going round every variant in turn) of t
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from accuracy import BUNDLE
-from scipy.stats import spearmanr
 from speed import interleaved_rates
 
 from scripts.ctio.images import read_image_file
 from scripts.data.datasets import read_iqa_dataset
 from scripts.data.splits import group_key_of, make_split
+from scripts.evaluation.metrics import srocc
 from scripts.nets.networks import create_network
 from scripts.nets.openvino_runtime import OpenVinoNetwork
 from scripts.nets.weights import load_state_dict_file
@@ -46,12 +47,11 @@ def residual_blocks(network: torch.nn.Module) -> list[str]:
 
 def without(network: torch.nn.Module, names: list[str]) -> torch.nn.Module:
     """A copy of ``network`` with the named backbone blocks replaced by the identity."""
-    copy = create_network("hybrid_lite0").eval()
-    copy.load_state_dict(network.state_dict())
+    pruned = copy.deepcopy(network).eval()
     for name in names:
         stage, block = (int(part) for part in name.split("."))
-        copy.backbone.blocks[stage][block] = torch.nn.Identity()
-    return copy
+        pruned.backbone.blocks[stage][block] = torch.nn.Identity()
+    return pruned
 
 
 def block_macs(network: torch.nn.Module, size: int = 512) -> dict[str, float]:
@@ -91,11 +91,13 @@ def _scores(network: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
         return torch.cat([network(images[i : i + 8]) for i in range(0, len(images), 8)]).squeeze(1).numpy()
 
 
-def sensitivity(network: torch.nn.Module, images: torch.Tensor, labels: np.ndarray) -> list[dict]:
+def sensitivity(
+    network: torch.nn.Module, macs: dict[str, float], images: torch.Tensor, labels: np.ndarray
+) -> list[dict]:
     full = _scores(network, images)
-    macs = block_macs(network)
-    rows = [{"drop": "none", "mac_share": 0.0, "mean_change": 0.0, "srocc_labels": spearmanr(full, labels)[0]}]
-    rows[0]["srocc_full"] = 1.0
+    rows = [
+        {"drop": "none", "mac_share": 0.0, "mean_change": 0.0, "srocc_labels": srocc(full, labels), "srocc_full": 1.0}
+    ]
     print(f"  full network: SROCC labels {rows[0]['srocc_labels']:.3f}")
     for name in residual_blocks(network):
         scores = _scores(without(network, [name]), images)
@@ -103,8 +105,8 @@ def sensitivity(network: torch.nn.Module, images: torch.Tensor, labels: np.ndarr
             "drop": name,
             "mac_share": macs[name] / macs["total"],
             "mean_change": float(np.abs(scores - full).mean()),
-            "srocc_labels": spearmanr(scores, labels)[0],
-            "srocc_full": spearmanr(scores, full)[0],
+            "srocc_labels": srocc(scores, labels),
+            "srocc_full": srocc(scores, full),
         }
         rows.append(row)
         print(
@@ -115,9 +117,8 @@ def sensitivity(network: torch.nn.Module, images: torch.Tensor, labels: np.ndarr
     return rows
 
 
-def rates(network: torch.nn.Module, drop_sets: list[str], calls: int) -> list[dict]:
+def rates(network: torch.nn.Module, macs: dict[str, float], drop_sets: list[str], calls: int) -> list[dict]:
     x = torch.rand(1, 1, 512, 512)
-    macs = block_macs(network)
     variants, shares = {}, {}
     for drop in ["", *drop_sets]:
         names = [name for name in drop.split(",") if name]
@@ -149,9 +150,10 @@ def main() -> None:
     network.load_state_dict(load_state_dict_file(args.checkpoint))
     images, labels = training_slices(args.ct_set, args.slices)
     print(f"{len(images)} training-split slices of {args.ct_set}; one residual block dropped at a time:")
-    results = {"sensitivity": sensitivity(network, images, labels)}
+    macs = block_macs(network)
+    results = {"sensitivity": sensitivity(network, macs, images, labels)}
     print("\nOpenVINO f32, 2 threads, 512x512, one slice a call:")
-    results["rates"] = rates(network, args.drop, args.calls)
+    results["rates"] = rates(network, macs, args.drop, args.calls)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
