@@ -19,7 +19,6 @@ threads, one 512x512 slice a call, calls going round every variant in turn) of t
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from scripts.data.splits import group_key_of, make_split
 from scripts.evaluation.metrics import srocc
 from scripts.nets.networks import create_network
 from scripts.nets.openvino_runtime import OpenVinoNetwork
-from scripts.nets.weights import load_state_dict_file
+from scripts.nets.weights import load_state_dict_file, without_dropped_blocks
 
 DEFAULT_SETS = ("4.1,4.2,5.3", "3.2,4.1,4.2,5.2,5.3", "1.1,3.2,4.1,4.2,5.3", "1.1,2.1,3.2,4.1,4.2,5.2,5.3")
 
@@ -46,12 +45,10 @@ def residual_blocks(network: torch.nn.Module) -> list[str]:
 
 
 def without(network: torch.nn.Module, names: list[str]) -> torch.nn.Module:
-    """A copy of ``network`` with the named backbone blocks replaced by the identity."""
-    pruned = copy.deepcopy(network).eval()
-    for name in names:
-        stage, block = (int(part) for part in name.split("."))
-        pruned.backbone.blocks[stage][block] = torch.nn.Identity()
-    return pruned
+    """The default network with the named backbone blocks dropped (``drop_blocks``), keeping ``network``'s weights."""
+    cheaper = create_network("hybrid_lite0", drop_blocks=names).eval()
+    cheaper.load_state_dict(without_dropped_blocks(cheaper, network.state_dict()))
+    return cheaper
 
 
 def block_macs(network: torch.nn.Module, size: int = 512) -> dict[str, float]:

@@ -2,7 +2,7 @@
 
 Usage (from the repository root, after ``make venv``):
 ``python benchmarks/speed.py [--checkpoint PATH] [--series DIR] [--slices 200] [--repeats 3] [--long 1000]
-[--json OUT.json] [--plot OUT.png]``
+[--candidate PRESET:CHECKPOINT] [--default-only] [--json OUT.json] [--plot OUT.png]``
 
 End to end: from one DICOM series (default: the shared 20-slice JPEG 2000 abdomen series) it builds a short
 series (the source) and a ``--slices`` series (the source repeated along z, new UIDs), each as stored (J2K) and
@@ -16,12 +16,15 @@ time per slice for each JPEG 2000 plugin, the plugins taking turns.
 Network alone (no I/O, 512x512, median over calls that go round every variant in turn): each precision and format
 the bundle can run, one slice per call, the OpenVINO backend as tfkt-score runs it (two slices a call on two
 streams), and the published ``tfkt_v2`` layout, with the ratio. On a GPU the same script times
-``--device cuda`` and AMP. Figures only: it never asserts; the machine is shared, so compare within one run.
+``--device cuda`` and AMP. ``--candidate`` times another network (a cheaper preset with its own weights) beside the
+default, end to end and alone; ``--default-only`` keeps just those runs. Figures only: it never asserts; the machine
+is shared, so compare within one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import json
 import platform
@@ -76,15 +79,26 @@ GDCM_FIRST = [
     "from scripts.score import main; sys.exit(main())",
 ]
 LAUNCHERS = {"openvino f32, 1 decoder, 2 streams, GDCM first": GDCM_FIRST}
+DEFAULT_SETTING = "openvino f32, 1 decoder, 2 streams (default)"
+CANDIDATE_MODES = ("torch fp32", "OpenVINO f32", "OpenVINO f32, 2 streams")  # network alone, for --candidate
 
 
 def _run(folder: Path, out: Path, checkpoint: Path, options: list[str], program: list[str] | None = None) -> dict:
     return stress.score(folder, out, checkpoint, None, options, program)
 
 
-def end_to_end(series: dict, root: Path, checkpoint: Path, settings: dict[str, list[str]], repeats: int) -> list:
+def end_to_end(
+    series: dict,
+    root: Path,
+    checkpoint: Path,
+    settings: dict[str, list[str]],
+    repeats: int,
+    models: dict[str, tuple[Path, str]] | None = None,
+) -> list:
     """Median marginal rate, start-up and peak RSS per (compression, setting); the repeats go round every setting in
-    turn, so that a slow spell of the shared machine falls on all of them rather than on one."""
+    turn, so that a slow spell of the shared machine falls on all of them rather than on one. ``models`` gives a
+    setting its own (checkpoint, network preset) instead of ``checkpoint`` and the default network."""
+    models = models or {}
     runs = [(compression, label) for compression in series for label in settings]
     times = {run: {"short": [], "long": []} for run in runs}
     peaks = dict.fromkeys(runs, 0.0)
@@ -92,7 +106,8 @@ def end_to_end(series: dict, root: Path, checkpoint: Path, settings: dict[str, l
         for compression, label in runs:
             for size, (folder, _) in series[compression].items():
                 out = root / f"out_{compression}_{label}_{size}_{r}".replace(" ", "_").replace(",", "")
-                result = _run(folder, out, checkpoint, settings[label], LAUNCHERS.get(label))
+                weights, preset = models.get(label, (checkpoint, None))
+                result = stress.score(folder, out, weights, preset, settings[label], LAUNCHERS.get(label))
                 times[compression, label][size].append(result["wall_s"])
                 peaks[compression, label] = max(peaks[compression, label], result["peak_gib"])
     rows = []
@@ -193,8 +208,7 @@ def _variants(network: torch.nn.Module, x: torch.Tensor) -> dict[str, tuple[Call
 
         return {"cuda fp32": (lambda: net_cuda(x_cuda), 1), "cuda amp fp16": (amp, 1)}
     variants = {"torch fp32": lambda: network(x)}
-    channels_last = create_network("hybrid_lite0").eval().to(memory_format=torch.channels_last)
-    channels_last.load_state_dict(network.state_dict())
+    channels_last = copy.deepcopy(network).to(memory_format=torch.channels_last)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     variants["torch channels-last"] = lambda: channels_last(x_cl)
 
@@ -264,10 +278,17 @@ def openvino_layers(checkpoint: Path | None, size: int, calls: int) -> list[dict
     return rows
 
 
-def network_only(checkpoint: Path | None, size: int, calls: int) -> list[dict]:
+def network_only(
+    checkpoint: Path | None, size: int, calls: int, candidate: tuple[str, Path] | None = None
+) -> list[dict]:
     network = _default_network(checkpoint)
     x = torch.rand(1, 1, size, size)
     variants = {("hybrid_lite0", name): call for name, call in _variants(network, x).items()}
+    if candidate is not None:
+        preset, weights = candidate
+        other = create_network(preset).eval()
+        other.load_state_dict(load_state_dict_file(weights))
+        variants.update({(preset, name): call for name, call in _variants(other, x).items() if name in CANDIDATE_MODES})
     v2 = create_network("tfkt_v2").eval()
     v2_x = x.cuda() if CUDA else x
     v2 = v2.cuda() if CUDA else v2
@@ -301,6 +322,13 @@ def _plot(e2e: list[dict], net: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _candidate(text: str) -> tuple[str, Path]:
+    preset, sep, checkpoint = text.partition(":")
+    if not sep or not Path(checkpoint).is_file():
+        raise argparse.ArgumentTypeError(f"expected PRESET:CHECKPOINT with an existing checkpoint file, got {text!r}")
+    return preset, Path(checkpoint)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help=f"weights (default {DEFAULT_CHECKPOINT} if it exists)")
@@ -311,6 +339,17 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=40, help="network-only calls per setting")
     parser.add_argument("--torch-batches", type=int, nargs="+", default=[1, 4], help="end to end, eager PyTorch")
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument(
+        "--candidate",
+        type=_candidate,
+        metavar="PRESET:CHECKPOINT",
+        help="another network (e.g. hybrid_lite0_fast and its fine-tuned weights), timed beside the default",
+    )
+    parser.add_argument(
+        "--default-only",
+        action="store_true",
+        help="end to end only the default setting (and --candidate's), and no decoder or layer profile",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--replot", type=Path, help="only draw --plot again from a --json file of an earlier run")
@@ -331,7 +370,7 @@ def main() -> None:
             torch.save(create_network("hybrid_lite0").state_dict(), checkpoint)
         if not args.skip_e2e:
             settings = {
-                "openvino f32, 1 decoder, 2 streams (default)": ["--backend", "openvino"],
+                DEFAULT_SETTING: ["--backend", "openvino"],
                 "openvino f32, 1 decoder, 2 streams, GDCM first": ["--backend", "openvino"],
                 "openvino f32, inline, batch 1": ["--backend", "openvino", "--workers", "0", "--batch-size", "1"],
                 "openvino f32, 1 decoder, batch 1": ["--backend", "openvino", "--batch-size", "1"],
@@ -346,20 +385,27 @@ def main() -> None:
                     "cuda amp": ["--device", "cuda"],
                     "cuda amp batch 16": ["--device", "cuda", "--batch-size", "16"],
                 }
+            elif args.default_only:
+                settings = {DEFAULT_SETTING: settings[DEFAULT_SETTING]}
+            models = {}
+            if args.candidate:
+                label = f"{args.candidate[0]}, openvino f32, 1 decoder, 2 streams"
+                settings[label], models[label] = ["--backend", "openvino"], (args.candidate[1], args.candidate[0])
             print(f"\nend to end, tfkt-score, {args.slices}-slice series, median of {args.repeats}:")
             series = build_series(args.series, root / "series", args.slices)
-            results["end_to_end"] = end_to_end(series, root, checkpoint, settings, args.repeats)
+            results["end_to_end"] = end_to_end(series, root, checkpoint, settings, args.repeats, models)
             if args.long:
                 long_series = root / "series" / "very_long"
                 stress.build_long_series(stress._sources(args.series), long_series, args.long)
                 result = _run(long_series, root / "out_very_long", checkpoint, [])
                 results["long"] = {"slices": args.long, **result}
                 print(f"  one {args.long}-slice series: {result['wall_s']:.1f} s, peak {result['peak_gib']:.2f} GiB")
-        print("\ndecoding alone (the plugins take turns):")
-        results["decode"] = decode_only(args.series)
+        if not args.default_only:
+            print("\ndecoding alone (the plugins take turns):")
+            results["decode"] = decode_only(args.series)
         print("\nnetwork alone, batch 1, 512x512:")
-        results["network"] = network_only(checkpoint, 512, args.calls)
-        if not CUDA and OPENVINO:
+        results["network"] = network_only(checkpoint, 512, args.calls, args.candidate)
+        if not CUDA and OPENVINO and not args.default_only:
             print("\nOpenVINO f32, where a 512x512 slice's time goes (layers of 0.05 ms or more):")
             results["openvino_layers"] = openvino_layers(checkpoint, 512, args.calls)
     default = max(r["slices_per_s"] for r in results["network"] if r["network"] == "hybrid_lite0")

@@ -127,3 +127,36 @@ def test_default_networks_script_to_torchscript_with_equal_scores(preset):
         x = torch.rand(2, 1, size, size)
         with torch.no_grad():
             torch.testing.assert_close(scripted(x), net(x), rtol=1e-5, atol=1e-5)
+
+
+def test_dropped_blocks_are_the_identity_and_the_rest_keeps_the_full_networks_weights():
+    torch.manual_seed(0)
+    full = create_network("hybrid_lite0").eval()
+    cheaper = create_network("hybrid_lite0", drop_blocks=["1.1", "4.2"]).eval()
+    state = full.state_dict()
+    kept = {k: v for k, v in state.items() if not k.startswith(("backbone.blocks.1.1.", "backbone.blocks.4.2."))}
+    assert set(cheaper.state_dict()) == set(kept) and len(kept) < len(state)
+    cheaper.load_state_dict(kept)
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        reference = full(x)
+        assert not torch.allclose(cheaper(x), reference)  # the two blocks did contribute
+        full.backbone.blocks[1][1] = torch.nn.Identity()
+        full.backbone.blocks[4][2] = torch.nn.Identity()
+        torch.testing.assert_close(cheaper(x), full(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [("0.0", "block 0.0 has no identity skip"), ("9.9", "'9.9' is not a 'stage.block' name"), ("4", "'4' is not")],
+)
+def test_only_residual_blocks_can_be_dropped(name, message):
+    with pytest.raises(ValueError, match=message):
+        create_network("hybrid_lite0", drop_blocks=[name])
+
+
+def test_fast_preset_is_the_default_less_seven_blocks():
+    default, fast = create_network("hybrid_lite0"), create_network("hybrid_lite0_fast")
+    assert fast.drop_blocks == ("1.1", "2.1", "3.2", "4.1", "4.2", "5.2", "5.3")
+    assert set(fast.state_dict()) < set(default.state_dict())
+    assert count_parameters(fast) == 1_853_762 and count_parameters(default) == 3_264_834

@@ -129,3 +129,24 @@ def test_auto_init_loads_its_own_architecture(tmp_path):
     assert architecture_mismatch(dst, src.state_dict()) == ""
     assert initialise(dst, "auto", pretrained=tmp_path / "pretrained.pt") == "pretrained"
     assert all(torch.equal(src.state_dict()[k], v) for k, v in dst.state_dict().items())
+
+
+def test_a_network_with_dropped_blocks_starts_from_the_full_networks_checkpoint(tmp_path, caplog):
+    torch.manual_seed(2)
+    full = create_network("hybrid_lite0")
+    torch.save(full.state_dict(), tmp_path / "model.pt")
+    cheaper = create_network("hybrid_lite0_fast")
+    with caplog.at_level(logging.INFO):
+        assert initialise(cheaper, "auto", pretrained=tmp_path / "model.pt") == "pretrained"
+    dropped = len(full.state_dict()) - len(cheaper.state_dict())
+    assert dropped > 0
+    assert f"left out {dropped} tensors of the dropped blocks 1.1, 2.1, 3.2, 4.1, 4.2, 5.2, 5.3" in caplog.text
+    assert all(torch.equal(full.state_dict()[k], v) for k, v in cheaper.state_dict().items())
+    # The other way round is another architecture: the full network misses the dropped blocks' tensors.
+    with pytest.raises(ValueError, match=f"{dropped} missing"):
+        initialise(create_network("hybrid_lite0"), "pretrained", pretrained=_saved(cheaper, tmp_path / "fast.pt"))
+
+
+def _saved(network, path):
+    torch.save(network.state_dict(), path)
+    return path

@@ -19,6 +19,7 @@ Weights are never loaded in a constructor: see ``scripts.nets.weights``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import timm
@@ -74,6 +75,18 @@ def sincos_position_2d(
     return pos.to(dtype) if dtype is not None else pos
 
 
+def _residual_block(backbone: nn.Module, name: str) -> tuple[int, int]:
+    """(stage, index) of a backbone block named ``"stage.block"`` that has an identity skip, so it can be left out."""
+    try:
+        stage, index = (int(part) for part in name.split("."))
+        block = backbone.blocks[stage][index]
+    except (ValueError, IndexError, TypeError):
+        raise ValueError(f"drop_blocks: {name!r} is not a 'stage.block' name of this backbone") from None
+    if not getattr(block, "has_skip", False):
+        raise ValueError(f"drop_blocks: block {name} has no identity skip (it changes the shape), so it cannot go")
+    return stage, index
+
+
 class SpatialHybridIQA(nn.Module):
     """CNN feature map as transformer tokens, attention pooling, scalar quality score.
 
@@ -92,6 +105,9 @@ class SpatialHybridIQA(nn.Module):
         input_mean: subtracted from the [0, 1] input before the backbone.
         input_std: divides the input after the mean; with 0.5/0.5 the backbone sees [-1, 1], as tf_* weights expect.
         output_range: eval-mode clamp and initial bias centre; None leaves the score unbounded.
+        drop_blocks: backbone blocks left out, as ``"stage.block"`` names (``"4.1"`` is ``backbone.blocks[4][1]``);
+            only blocks with an identity skip can go, and each becomes the identity: a cheaper network that starts
+            from a full network's weights (``scripts.nets.weights`` leaves the dropped blocks' tensors out).
     """
 
     def __init__(
@@ -109,6 +125,7 @@ class SpatialHybridIQA(nn.Module):
         input_mean: float = 0.5,
         input_std: float = 0.5,
         output_range: tuple[float, float] | None = (0.0, 4.0),
+        drop_blocks: Sequence[str] = (),
     ) -> None:
         super().__init__()
         if pooling not in ("attention", "mean"):
@@ -122,6 +139,10 @@ class SpatialHybridIQA(nn.Module):
         self.max_tokens_side = max_tokens_side
         self.pooling = pooling
         self.backbone = timm.create_model(backbone, pretrained=False, features_only=True, in_chans=in_chans)
+        self.drop_blocks = tuple(drop_blocks)
+        for name in self.drop_blocks:
+            stage, index = _residual_block(self.backbone, name)
+            self.backbone.blocks[stage][index] = nn.Identity()
         n_levels = len(self.backbone.feature_info)
         if not -n_levels <= feature_index < n_levels:
             raise ValueError(f"feature_index {feature_index} out of range for {backbone} ({n_levels} levels)")
@@ -199,6 +220,9 @@ class TFKTV2Net(nn.Module):
         bridge_side: side of the square "image" the CNN vector is reshaped into (64 in the paper).
         dropout: dropout before the CNN's Linear(1280 -> side**2), as torchvision's EfficientNetV2-L classifier.
         output_range: eval-mode clamp and initial bias centre; None leaves the score unbounded.
+        drop_blocks: backbone blocks left out, as ``"stage.block"`` names (``"4.1"`` is ``backbone.blocks[4][1]``);
+            only blocks with an identity skip can go, and each becomes the identity: a cheaper network that starts
+            from a full network's weights (``scripts.nets.weights`` leaves the dropped blocks' tensors out).
     """
 
     def __init__(
@@ -235,6 +259,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tfkt_v2": {"cls": TFKTV2Net},
     # Default: fast enough for CPU scoring of whole series at full slice resolution.
     "hybrid_lite0": {"cls": SpatialHybridIQA, "backbone": "tf_efficientnet_lite0", "embed_dim": 128, "depth": 2},
+    # The default less seven backbone blocks (48 % of its multiply-adds; benchmarks/block_drop.py chose them): 1.5x
+    # its OpenVINO rate, for fine-tuning from the default's weights (--init pretrained). No released weights.
+    "hybrid_lite0_fast": {
+        "cls": SpatialHybridIQA,
+        "backbone": "tf_efficientnet_lite0",
+        "embed_dim": 128,
+        "depth": 2,
+        "drop_blocks": ("1.1", "2.1", "3.2", "4.1", "4.2", "5.2", "5.3"),
+    },
     # A few-thousand-parameter variant for tests and smoke runs.
     "hybrid_tiny": {
         "cls": SpatialHybridIQA,

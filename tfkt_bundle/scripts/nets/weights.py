@@ -177,7 +177,7 @@ def initialise(
         raise ValueError(f"init must be one of {INIT_MODES}, got {mode!r}")
     state = None
     if mode in ("auto", "pretrained") and pretrained is not None and Path(pretrained).is_file():
-        state = load_state_dict_file(pretrained)
+        state = without_dropped_blocks(network, load_state_dict_file(pretrained))
         mismatch = architecture_mismatch(network, state)
         if mismatch and mode == "pretrained":
             raise ValueError(
@@ -200,6 +200,20 @@ def initialise(
     else:
         logger.info("starting from random initialisation (no pre-trained checkpoint or local ImageNet weights)")
     return mode
+
+
+def without_dropped_blocks(network: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` less the tensors of the backbone blocks ``network`` leaves out (``drop_blocks``), so that a full
+    network's checkpoint starts a cheaper one; unchanged for a network that drops none."""
+    prefixes = tuple(f"backbone.blocks.{name}." for name in getattr(network, "drop_blocks", ()))
+    if not prefixes:
+        return state
+    kept = {key: tensor for key, tensor in state.items() if not key.startswith(prefixes)}
+    if len(kept) < len(state):
+        logger.info(
+            "left out %d tensors of the dropped blocks %s", len(state) - len(kept), ", ".join(network.drop_blocks)
+        )
+    return kept
 
 
 def architecture_mismatch(network: nn.Module, state: dict[str, torch.Tensor]) -> str:
