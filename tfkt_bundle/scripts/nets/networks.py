@@ -139,7 +139,7 @@ class SpatialHybridIQA(nn.Module):
         self.max_tokens_side = max_tokens_side
         self.pooling = pooling
         self.backbone = timm.create_model(backbone, pretrained=False, features_only=True, in_chans=in_chans)
-        self.drop_blocks = tuple(drop_blocks)
+        self.drop_blocks = tuple(dict.fromkeys(drop_blocks))
         for name in self.drop_blocks:
             stage, index = _residual_block(self.backbone, name)
             self.backbone.blocks[stage][index] = nn.Identity()
@@ -220,9 +220,6 @@ class TFKTV2Net(nn.Module):
         bridge_side: side of the square "image" the CNN vector is reshaped into (64 in the paper).
         dropout: dropout before the CNN's Linear(1280 -> side**2), as torchvision's EfficientNetV2-L classifier.
         output_range: eval-mode clamp and initial bias centre; None leaves the score unbounded.
-        drop_blocks: backbone blocks left out, as ``"stage.block"`` names (``"4.1"`` is ``backbone.blocks[4][1]``);
-            only blocks with an identity skip can go, and each becomes the identity: a cheaper network that starts
-            from a full network's weights (``scripts.nets.weights`` leaves the dropped blocks' tensors out).
     """
 
     def __init__(
