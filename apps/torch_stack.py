@@ -4,11 +4,11 @@ Run with the core environment's Python: ``.venv/bin/python apps/torch_stack.py .
 
 The only torch 2.14.1 on this machine's wheel index is the CUDA build: torch, triton and the NVIDIA libraries are
 about 5.3 GB in every environment that installs them, so three environments would hold three copies. This links the
-core's copy (the distributions in ``SHARED``) into ``.venv/torch-stack`` and puts that folder on the app
-environment's path with a ``.pth`` file. Python appends ``.pth`` folders after the environment's own site-packages,
-so a package the app installs itself wins, and pip sees torch 2.14.1 as installed, so an app that pins the core's
-torch installs nothing more. Because the folder lies outside the app environment, pip never uninstalls from it: an
-app pinning another torch gets its own copy, and the core's stays whole.
+core's copy (the distributions named by ``SHARED_NAMES`` and ``SHARED_PREFIXES``) into ``.venv/torch-stack`` and
+puts that folder on the app environment's path with a ``.pth`` file. Python appends ``.pth`` folders after the
+environment's own site-packages, so a package the app installs itself wins, and pip sees torch 2.14.1 as installed,
+so an app that pins the core's torch installs nothing more. Because the folder lies outside the app environment, pip
+never uninstalls from it: an app pinning another torch gets its own copy, and the core's stays whole.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def _decompressed(source: Path, out: Path) -> Path:
 
 def build_series(source: Path, root: Path, slices: int) -> dict[str, dict[str, tuple[Path, int]]]:
     """{"j2k"|"raw": {"short"|"long": (folder, n slices)}} built from ``source``."""
-    datasets = stress._sources(source)
+    datasets = stress.read_series(source)
     built = {"j2k": {}, "raw": {}}
     for name, n in (("short", len(datasets)), ("long", slices)):
         folder = root / f"j2k_{name}"
@@ -83,21 +83,17 @@ DEFAULT_SETTING = "openvino f32, 1 decoder, 2 streams (default)"
 CANDIDATE_MODES = ("torch fp32", "OpenVINO f32", "OpenVINO f32, 2 streams")  # network alone, for --candidate
 
 
-def _run(folder: Path, out: Path, checkpoint: Path, options: list[str], program: list[str] | None = None) -> dict:
-    return stress.score(folder, out, checkpoint, None, options, program)
-
-
 def end_to_end(
     series: dict,
     root: Path,
     checkpoint: Path,
     settings: dict[str, list[str]],
     repeats: int,
-    models: dict[str, tuple[Path, str]] | None = None,
+    models: dict[str, tuple[str, Path]] | None = None,
 ) -> list:
     """Median marginal rate, start-up and peak RSS per (compression, setting); the repeats go round every setting in
     turn, so that a slow spell of the shared machine falls on all of them rather than on one. ``models`` gives a
-    setting its own (checkpoint, network preset) instead of ``checkpoint`` and the default network."""
+    setting its own (network preset, checkpoint) instead of the default network and ``checkpoint``."""
     models = models or {}
     runs = [(compression, label) for compression in series for label in settings]
     times = {run: {"short": [], "long": []} for run in runs}
@@ -106,7 +102,7 @@ def end_to_end(
         for compression, label in runs:
             for size, (folder, _) in series[compression].items():
                 out = root / f"out_{compression}_{label}_{size}_{r}".replace(" ", "_").replace(",", "")
-                weights, preset = models.get(label, (checkpoint, None))
+                preset, weights = models.get(label, (None, checkpoint))
                 result = stress.score(folder, out, weights, preset, settings[label], LAUNCHERS.get(label))
                 times[compression, label][size].append(result["wall_s"])
                 peaks[compression, label] = max(peaks[compression, label], result["peak_gib"])
@@ -243,9 +239,10 @@ def _variants(network: torch.nn.Module, x: torch.Tensor) -> dict[str, tuple[Call
     return variants
 
 
-def _default_network(checkpoint: Path | None) -> torch.nn.Module:
-    """The default network in eval mode, with ``checkpoint``'s weights when given (else random ones)."""
-    network = create_network("hybrid_lite0").eval()
+def _network(checkpoint: Path | None, preset: str = "hybrid_lite0") -> torch.nn.Module:
+    """A network (the default unless ``preset`` says) in eval mode, with ``checkpoint``'s weights when given (else
+    random ones)."""
+    network = create_network(preset).eval()
     if checkpoint is not None:
         network.load_state_dict(load_state_dict_file(checkpoint))
     return network
@@ -253,7 +250,7 @@ def _default_network(checkpoint: Path | None) -> torch.nn.Module:
 
 def openvino_layers(checkpoint: Path | None, size: int, calls: int) -> list[dict]:
     """Where OpenVINO f32 spends a slice: milliseconds per (layer type, kernel), its own profile, median call."""
-    network = _default_network(checkpoint)
+    network = _network(checkpoint)
     core = openvino_core()
     model = core.read_model(onnx_bytes(network, torch.zeros(1, 1, size, size)), b"")
     config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True}
@@ -281,13 +278,12 @@ def openvino_layers(checkpoint: Path | None, size: int, calls: int) -> list[dict
 def network_only(
     checkpoint: Path | None, size: int, calls: int, candidate: tuple[str, Path] | None = None
 ) -> list[dict]:
-    network = _default_network(checkpoint)
+    network = _network(checkpoint)
     x = torch.rand(1, 1, size, size)
     variants = {("hybrid_lite0", name): call for name, call in _variants(network, x).items()}
     if candidate is not None:
         preset, weights = candidate
-        other = create_network(preset).eval()
-        other.load_state_dict(load_state_dict_file(weights))
+        other = _network(weights, preset)
         variants.update({(preset, name): call for name, call in _variants(other, x).items() if name in CANDIDATE_MODES})
     v2 = create_network("tfkt_v2").eval()
     v2_x = x.cuda() if CUDA else x
@@ -390,14 +386,14 @@ def main() -> None:
             models = {}
             if args.candidate:
                 label = f"{args.candidate[0]}, openvino f32, 1 decoder, 2 streams"
-                settings[label], models[label] = ["--backend", "openvino"], (args.candidate[1], args.candidate[0])
+                settings[label], models[label] = ["--backend", "openvino"], args.candidate
             print(f"\nend to end, tfkt-score, {args.slices}-slice series, median of {args.repeats}:")
             series = build_series(args.series, root / "series", args.slices)
             results["end_to_end"] = end_to_end(series, root, checkpoint, settings, args.repeats, models)
             if args.long:
                 long_series = root / "series" / "very_long"
-                stress.build_long_series(stress._sources(args.series), long_series, args.long)
-                result = _run(long_series, root / "out_very_long", checkpoint, [])
+                stress.build_long_series(stress.read_series(args.series), long_series, args.long)
+                result = stress.score(long_series, root / "out_very_long", checkpoint, None)
                 results["long"] = {"slices": args.long, **result}
                 print(f"  one {args.long}-slice series: {result['wall_s']:.1f} s, peak {result['peak_gib']:.2f} GiB")
         if not args.default_only:

@@ -37,7 +37,8 @@ from scripts.nets.networks import create_network  # noqa: E402
 SHARED_SERIES = ROOT.parent / "shared" / "data" / "ct_series_abdomen"
 
 
-def _sources(folder: Path) -> list[pydicom.Dataset]:
+def read_series(folder: Path) -> list[pydicom.Dataset]:
+    """The DICOM files under ``folder``, read, in order along the patient axis."""
     files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
     datasets = [pydicom.dcmread(p) for p in files]
     return sorted(datasets, key=lambda d: float(d.ImagePositionPatient[2]))
@@ -126,7 +127,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--network-preset")
     args = parser.parse_args()
-    datasets = _sources(args.series)
+    datasets = read_series(args.series)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         checkpoint = args.checkpoint
