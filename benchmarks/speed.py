@@ -10,8 +10,9 @@ decompressed, then runs ``tfkt-score`` on each in a child process per backend, `
 The marginal rate, ``(long - short) / (t_long - t_short)``, leaves out start-up (imports, model load and
 conversion, the report); start-up is ``t_short`` less the short series' share at that rate. Peak RSS is the
 child's own ``ru_maxrss``. ``--long N`` adds one N-slice run for memory. One setting runs the default with pydicom's
-own decoder order (GDCM first for JPEG 2000, as up to bundle 0.8.2) beside the bundle's. Decoding alone: wall and core
-time per slice for each JPEG 2000 plugin, the plugins taking turns.
+own decoder order (GDCM first for JPEG 2000, as up to bundle 0.8.2) beside the bundle's. Reading alone: the core time
+a decoding worker spends per slice of each long series, and what 30 slices/s on two cores leaves for the network.
+Decoding alone: wall and core time per slice for each JPEG 2000 plugin, the plugins taking turns.
 
 Network alone (no I/O, 512x512, median over calls that go round every variant in turn): each precision and format
 the bundle can run, one slice per call, the OpenVINO backend as tfkt-score runs it (two slices a call on two
@@ -42,6 +43,8 @@ import torch
 
 sys.path.insert(0, str(stress.ROOT / "tfkt_bundle"))
 
+from scripts.ctio.slices import iter_ct_slices  # noqa: E402
+from scripts.ctio.window import DEFAULT_HU_WINDOW  # noqa: E402
 from scripts.nets.networks import create_network  # noqa: E402
 from scripts.nets.openvino_runtime import OpenVinoNetwork, onnx_bytes, openvino_core  # noqa: E402
 from scripts.nets.weights import load_state_dict_file  # noqa: E402
@@ -110,7 +113,8 @@ def end_to_end(
     for compression, label in runs:
         (n_short, n_long) = (series[compression]["short"][1], series[compression]["long"][1])
         t_short, t_long = (statistics.median(times[compression, label][s]) for s in ("short", "long"))
-        rate = (n_long - n_short) / max(t_long - t_short, 1e-9)
+        # NaN where the long run was not slower than the short one: too few slices for start-up's noise.
+        rate = (n_long - n_short) / (t_long - t_short) if t_long > t_short else float("nan")
         row = {
             "series": compression,
             "setting": label,
@@ -159,6 +163,27 @@ def decode_only(source: Path, rounds: int = 3) -> dict[str, dict[str, float]]:
             flush=True,
         )
     return timings
+
+
+def reader_only(series: dict, rounds: int = 2) -> dict[str, float]:
+    """Core milliseconds per slice of everything a decoding worker does (headers, pixels, HU, window, checks) on
+    each compression's long series, median of ``rounds``, beside what 30 slices/s on two cores leaves for the rest."""
+    core_ms = {}
+    for compression, sizes in series.items():
+        folder, n = sizes["long"]
+        times = []
+        for _ in range(rounds):
+            cpu = time.process_time()
+            count = sum(1 for _ in iter_ct_slices(folder, hu_window=DEFAULT_HU_WINDOW))
+            times.append(1000 * (time.process_time() - cpu) / count)
+        core_ms[compression] = statistics.median(times)
+        left = 2000 / 30 - core_ms[compression]
+        print(
+            f"  {compression}: {core_ms[compression]:.1f} core-ms per slice; at 30 slices/s on 2 cores "
+            f"{left:.1f} core-ms are left for the network and the main process",
+            flush=True,
+        )
+    return core_ms
 
 
 def cpu_name() -> str:
@@ -390,6 +415,8 @@ def main() -> None:
             print(f"\nend to end, tfkt-score, {args.slices}-slice series, median of {args.repeats}:")
             series = build_series(args.series, root / "series", args.slices)
             results["end_to_end"] = end_to_end(series, root, checkpoint, settings, args.repeats, models)
+            print("\nreading alone (one decoding worker's work, in this process):")
+            results["reader_core_ms"] = reader_only(series)
             if args.long:
                 long_series = root / "series" / "very_long"
                 stress.build_long_series(stress.read_series(args.series), long_series, args.long)
