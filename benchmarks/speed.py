@@ -170,7 +170,7 @@ def reader_only(series: dict, rounds: int = 2) -> dict[str, float]:
     each compression's long series, median of ``rounds``, beside what 30 slices/s on two cores leaves for the rest."""
     core_ms = {}
     for compression, sizes in series.items():
-        folder, n = sizes["long"]
+        folder, _ = sizes["long"]
         times = []
         for _ in range(rounds):
             cpu = time.process_time()
@@ -415,14 +415,14 @@ def main() -> None:
             print(f"\nend to end, tfkt-score, {args.slices}-slice series, median of {args.repeats}:")
             series = build_series(args.series, root / "series", args.slices)
             results["end_to_end"] = end_to_end(series, root, checkpoint, settings, args.repeats, models)
-            print("\nreading alone (one decoding worker's work, in this process):")
-            results["reader_core_ms"] = reader_only(series)
             if args.long:
                 long_series = root / "series" / "very_long"
                 stress.build_long_series(stress.read_series(args.series), long_series, args.long)
                 result = stress.score(long_series, root / "out_very_long", checkpoint, None)
                 results["long"] = {"slices": args.long, **result}
                 print(f"  one {args.long}-slice series: {result['wall_s']:.1f} s, peak {result['peak_gib']:.2f} GiB")
+            print("\nreading alone (one decoding worker's work, in this process):")
+            results["reader_core_ms"] = reader_only(series)
         if not args.default_only:
             print("\ndecoding alone (the plugins take turns):")
             results["decode"] = decode_only(args.series)
