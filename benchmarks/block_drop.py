@@ -131,21 +131,32 @@ def rates(network: torch.nn.Module, macs: dict[str, float], drop_sets: list[str]
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def training_set_parser(doc: str, slices: int, calls: int) -> argparse.ArgumentParser:
+    """The options of a benchmark that runs the released network on a training CT set's slices and times it."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--ct-set", type=Path, required=True, help="a training CT set folder (scores.csv, image/)")
     parser.add_argument("--checkpoint", type=Path, default=BUNDLE / "models" / "model.pt")
-    parser.add_argument("--slices", type=int, default=80)
-    parser.add_argument("--calls", type=int, default=20)
-    parser.add_argument("--drop", nargs="+", default=list(DEFAULT_SETS), help="comma-separated stage.block sets")
+    parser.add_argument("--slices", type=int, default=slices)
+    parser.add_argument("--calls", type=int, default=calls)
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    return parser
+
+
+def released_on_training_slices(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.Tensor, np.ndarray]:
+    """The network with ``--checkpoint``'s weights on 2 threads, and ``--slices`` training slices with labels."""
     if not (args.ct_set / "scores.csv").is_file():
         raise SystemExit(f"{args.ct_set / 'scores.csv'} not found: build a training CT set first (see --help)")
     torch.set_num_threads(2)
     network = create_network("hybrid_lite0").eval()
     network.load_state_dict(load_state_dict_file(args.checkpoint))
-    images, labels = training_slices(args.ct_set, args.slices)
+    return network, *training_slices(args.ct_set, args.slices)
+
+
+def main() -> None:
+    parser = training_set_parser(__doc__, slices=80, calls=20)
+    parser.add_argument("--drop", nargs="+", default=list(DEFAULT_SETS), help="comma-separated stage.block sets")
+    args = parser.parse_args()
+    network, images, labels = released_on_training_slices(args)
     print(f"{len(images)} training-split slices of {args.ct_set}; one residual block dropped at a time:")
     macs = block_macs(network)
     results = {"sensitivity": sensitivity(network, macs, images, labels)}

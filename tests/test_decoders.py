@@ -292,3 +292,19 @@ def test_tfkt_score_stops_in_one_line_naming_the_package_when_a_decoder_is_missi
     assert "cannot decode JPEG 2000 Image Compression (Lossless Only) pixel data" in errors[0]
     assert "pip install pylibjpeg-openjpeg" in errors[0]
     assert not (out / "index.csv").exists()
+
+
+def test_compressed_dicom_samples_each_inputs_first_dicom_file(tmp_path):
+    plain, packed, other = (tmp_path / name for name in ("plain", "packed", "other"))
+    for folder in (plain / "series", packed, other):
+        folder.mkdir(parents=True)
+    for k in range(3):  # a folder of uncompressed slices, beside a file that is no DICOM
+        write_ct_slice(plain / "series" / f"{k}.dcm", np.zeros((8, 8)), series_uid="1.2.3", instance=k, position=None)
+    (plain / "README").write_text("no DICOM")
+    _reencoded(packed, JPEG2000Lossless)
+    (other / "volume.nii.gz").write_bytes(b"")
+    assert px.compressed_dicom([plain]) is False
+    assert px.compressed_dicom([packed / "slice.dcm"]) is True and px.compressed_dicom([plain, packed]) is True
+    assert px.compressed_dicom([other]) is None
+    assert px.compressed_dicom([plain], tries=1) is None  # README, a name DICOM files may have, took the one try
+    assert px.compressed_dicom([tmp_path / "none"]) is None

@@ -160,3 +160,21 @@ def test_fast_preset_is_the_default_less_seven_blocks():
     assert fast.drop_blocks == ("1.1", "2.1", "3.2", "4.1", "4.2", "5.2", "5.3")
     assert set(fast.state_dict()) < set(default.state_dict())
     assert count_parameters(fast) == 1_853_762 and count_parameters(default) == 3_264_834
+
+
+@pytest.mark.parametrize("preset, stages", [("hybrid_tiny", 5), ("hybrid_lite0", 7), ("hybrid_lite0_fast", 7)])
+def test_split_front_and_rest_compose_to_the_network_exactly(preset, stages):
+    net = create_network(preset).eval()
+    x = torch.rand(2, 1, 96, 64)
+    with torch.no_grad():
+        whole = net(x)
+        for front_stages in range(stages + 1):
+            front, rest = net.split(front_stages)
+            assert torch.equal(rest(front(x)), whole), front_stages
+    assert not list(front.parameters(recurse=False)) and front.network is net  # the network's own weights
+    with pytest.raises(ValueError, match=f"front_stages must be 0 to {stages}"):
+        net.split(stages + 1)
+    # Each half takes the network's mode: a half made in training mode would, when its mode is set back (as the ONNX
+    # exporter does after tracing), put the whole network in training mode.
+    assert not front.training and not rest.training
+    assert all(half.training for half in net.train().split(1))

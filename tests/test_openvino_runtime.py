@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from scripts.nets.networks import create_network
 from scripts.score import build_parser, resolved_backend
@@ -17,7 +18,7 @@ from conftest import BUNDLE_ROOT
 
 ov = pytest.importorskip("openvino", reason="the OpenVINO backend is the optional 'export' extra")
 
-from scripts.nets.openvino_runtime import OpenVinoNetwork, cpu_has_bf16  # noqa: E402
+from scripts.nets.openvino_runtime import PRECISIONS, OpenVinoNetwork, cpu_has_bf16, resolved_precision  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +48,10 @@ def test_streams_score_each_slice_of_a_batch_as_one_after_another_does(tiny):
     wrapped = OpenVinoNetwork(tiny, precision="f32", threads=2, streams=2)
     with torch.inference_mode():
         first, again = wrapped(x), wrapped(x.flip(0))
-    assert wrapped._compiled[(64, 64)].get_property("NUM_STREAMS") == 2
+    assert [c.get_property("NUM_STREAMS") for c in wrapped._compiled[(64, 64)]] == [2]
     torch.testing.assert_close(first, _eager(tiny, x), atol=1e-4, rtol=0)
     torch.testing.assert_close(again, first.flip(0), atol=1e-5, rtol=0)  # results stay in the batch's order
-    assert [len(r) for r in wrapped._requests.values()] == [2]  # one infer request per stream, made once
+    assert [len(r) for r in wrapped._requests.values()] == [2]  # one chain of requests per stream, made once
     with pytest.raises(ValueError, match="streams must be at least 1"):
         OpenVinoNetwork(tiny, streams=0)
 
@@ -82,14 +83,41 @@ def test_bf16_stays_close_to_eager(tiny):
     assert float((got - _eager(tiny, x)).abs().max()) < 0.05  # the 0-4 scale; bf16 keeps 8 mantissa bits
 
 
+def _convolution_precisions(compiled) -> set[str]:
+    layers = [op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops()]
+    return {i["runtimePrecision"].astype(str) for i in layers if i["layerType"].astype(str) == "Convolution"}
+
+
+def test_mixed_runs_the_front_in_f32_and_the_rest_in_bf16_in_the_batchs_order(tiny):
+    wrapped = OpenVinoNetwork(tiny, precision="mixed", threads=2, streams=2, front_stages=2)
+    x = torch.rand(3, 1, 64, 64)
+    with torch.inference_mode():
+        got, again = wrapped(x), wrapped(x.flip(0))
+    front, rest = wrapped._compiled[(64, 64)]
+    assert _convolution_precisions(front) == {"f32"} and _convolution_precisions(rest) == {"bf16"}
+    assert [len(chain) for chain in wrapped._requests[(64, 64)]] == [2, 2]  # per stream, one request per stage
+    assert float((got - _eager(tiny, x)).abs().max()) < 0.05
+    torch.testing.assert_close(again, got.flip(0), atol=1e-5, rtol=0)
+
+
+def test_auto_is_mixed_exactly_where_the_cpu_has_native_bf16(tiny):
+    assert OpenVinoNetwork(tiny, precision="auto").precision == ("mixed" if cpu_has_bf16() else "f32")
+    unsplittable = nn.Conv2d(1, 1, 3)
+    assert resolved_precision("auto", unsplittable) == "f32"
+    with pytest.raises(ValueError, match="'mixed' needs a network with a split front"):
+        resolved_precision("mixed", unsplittable)
+
+
 @pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="CPU flags are read from Linux's /proc/cpuinfo")
 def test_bf16_warns_exactly_where_the_cpu_has_no_native_bf16(tiny, caplog):
     flags = set(Path("/proc/cpuinfo").read_text().split())
     assert cpu_has_bf16() == bool(flags & {"avx512_bf16", "amx_bf16"})  # OpenVINO's view agrees with the kernel's
     OpenVinoNetwork(tiny, precision="f32")
     assert "no native bf16" not in caplog.text
-    OpenVinoNetwork(tiny, precision="bf16")
-    assert ("no native bf16" in caplog.text) == (not cpu_has_bf16())
+    for precision in ("bf16", "mixed"):
+        caplog.clear()
+        OpenVinoNetwork(tiny, precision=precision)
+        assert ("no native bf16" in caplog.text) == (not cpu_has_bf16())
 
 
 def test_pooled_token_grids_export_when_even_and_fall_back_to_torch_otherwise(tiny, caplog):
@@ -120,7 +148,7 @@ def test_eval_does_not_walk_the_wrapped_network(tiny):
 def test_precision_is_checked_when_the_network_is_built(tiny):
     assert OpenVinoNetwork(tiny).precision == "f32"
     with pytest.raises(ValueError, match="precision must be one of"):
-        OpenVinoNetwork(tiny, precision="auto")
+        OpenVinoNetwork(tiny, precision="f16")
 
 
 def test_auto_backend_is_openvino_on_a_cpu_and_torch_on_a_gpu():
@@ -129,4 +157,6 @@ def test_auto_backend_is_openvino_on_a_cpu_and_torch_on_a_gpu():
     assert resolved_backend("auto", "auto") == ("torch" if torch.cuda.is_available() else "openvino")
     assert resolved_backend("onnx", "cpu") == "onnx"
     args = build_parser().parse_args(["x", "--out", "o"])
-    assert isinstance(args, argparse.Namespace) and (args.backend, args.precision) == ("auto", "f32")
+    assert isinstance(args, argparse.Namespace) and (args.backend, args.precision) == ("auto", "auto")
+    precision = next(a for a in build_parser()._actions if a.dest == "precision")
+    assert tuple(precision.choices) == PRECISIONS

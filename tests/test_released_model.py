@@ -63,3 +63,15 @@ def test_released_model_ranks_an_unseen_patients_dose_and_views(released_net, un
     assert score["full"] > score["quarter"] > score["dose_0.06"], score
     assert score["full"] > score["views_1/8"], score
     assert all(-0.5 <= s <= 4.5 for s in score.values()), score  # on the 0-4 scale, not a raw logit
+
+
+def test_mixed_precision_keeps_the_released_models_scores_and_ranking(released_net, unseen_scans):
+    pytest.importorskip("openvino", reason="the OpenVINO backend is the optional 'export' extra")
+    from scripts.nets.openvino_runtime import OpenVinoNetwork
+
+    mixed = OpenVinoNetwork(released_net, precision="mixed")
+    with torch.inference_mode():
+        exact = {k: released_net(torch.from_numpy(v)[None, None]).item() for k, v in unseen_scans.items()}
+        fast = {k: mixed(torch.from_numpy(v)[None, None]).item() for k, v in unseen_scans.items()}
+    assert max(abs(fast[k] - exact[k]) for k in exact) < 0.05, (fast, exact)
+    assert sorted(fast, key=fast.get) == sorted(exact, key=exact.get)

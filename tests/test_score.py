@@ -24,7 +24,7 @@ from scripts.clinical.outputs import INDEX_COLUMNS, SCORES_COLUMNS
 from scripts.ctio.slices import read_ct_slice
 from scripts.ctio.window import apply_hu_window
 from scripts.nets.networks import create_network
-from scripts.score import main
+from scripts.score import decoding_workers, main
 
 from conftest import BUNDLE_ROOT
 from dicom_helpers import write_ct_slice
@@ -297,7 +297,7 @@ def _eight_view_scores(network: torch.nn.Module, dicom: str) -> np.ndarray:
 def test_uncertainty_scores_the_mean_of_eight_views_and_writes_their_sd(tmp_path, study, tiny_checkpoint, backend):
     pytest.importorskip({"openvino": "openvino", "onnx": "onnxruntime"}.get(backend, "torch"))
     weights = _export_onnx(tiny_checkpoint, tmp_path / "model.onnx") if backend == "onnx" else tiny_checkpoint
-    flags = ("--uncertainty", "--backend", backend, "--batch-size", "4")
+    flags = ("--uncertainty", "--backend", backend, "--batch-size", "4", "--precision", "f32")  # eager's scores
     out = _score(tmp_path, [study / "low_dose"], weights, *flags)
     (row,) = _csv(out / "index.csv")
     table = _csv(out / row["folder"] / "scores.csv")
@@ -465,3 +465,15 @@ def test_damaged_and_unrescaled_files_are_skipped_and_their_series_scored(tmp_pa
     (row,) = _csv(out / "index.csv")
     assert int(row["n_slices"]) == N_SLICES
     assert "Not scored (2)" in (out / "report.html").read_text()
+
+
+def test_uncompressed_dicom_decodes_inline_and_anything_else_beside_the_network(tmp_path, study):
+    import pydicom
+
+    assert decoding_workers([study]) == 0  # uncompressed: the network gets every core
+    packed = pydicom.dcmread(next((study / "low_dose").glob("*.dcm")))
+    packed.compress(pydicom.uid.JPEG2000Lossless)
+    packed.save_as(tmp_path / "packed.dcm")
+    assert decoding_workers([study, tmp_path / "packed.dcm"]) == 1
+    (tmp_path / "volume.nii.gz").write_bytes(b"")
+    assert decoding_workers([tmp_path / "volume.nii.gz"]) == 1

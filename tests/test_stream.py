@@ -11,7 +11,8 @@ from monai.data import decollate_batch
 
 from scripts.ctio.slices import SLICE_KEYS
 from scripts.ctio.window import apply_hu_window
-from scripts.data.stream import SliceStream, collate_slices
+from scripts.data.stream import SliceStream, collate_slices, network_threads
+from scripts.data.stream import cores as stream_cores
 from scripts.data.transforms import HUWindowd
 
 ITEM_KEYS = {"image", "is_hu", "name", *SLICE_KEYS}
@@ -136,3 +137,14 @@ def test_batches_collate_the_image_and_keep_every_other_value_as_read(inputs):
     )
     by_worker = [item for batch in loader for item in decollate_batch(batch)]
     assert _same_items(by_worker, list(SliceStream(inputs["paths"])))
+
+
+def test_network_threads_leave_each_decoding_worker_a_core():
+    cores = network_threads(0)
+    assert cores == stream_cores() >= 1 and network_threads(1) == max(1, cores - 1) and network_threads(cores + 3) == 1
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # as a finished workflow leaves it: the next run in this process must not shrink
+        assert network_threads(0) == cores
+    finally:
+        torch.set_num_threads(threads)

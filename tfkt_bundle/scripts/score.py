@@ -75,13 +75,18 @@ def build_parser(compare: bool = False) -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-size",
         type=int,
-        default=2,
-        help="slices per network call (OpenVINO runs them side by side, up to one per thread)",
+        default=1,
+        help="slices per network call (OpenVINO runs them side by side on streams, up to one per thread)",
     )
     parser.add_argument(
-        "--workers", type=int, default=1, help="processes decoding slices beside the network (0: decode inline)"
+        "--workers",
+        type=int,
+        help="processes decoding slices beside the network (0: decode inline; default: 1 for compressed DICOM such as "
+        "JPEG 2000, 0 for uncompressed DICOM, 1 for other inputs)",
     )
-    parser.add_argument("--threads", type=int, help="CPU threads of the network (default: one per core)")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads of the network (default: every core the decoding workers leave)"
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: the GPU if any")
     parser.add_argument(
         "--backend",
@@ -91,9 +96,10 @@ def build_parser(compare: bool = False) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--precision",
-        choices=("f32", "bf16"),
-        default="f32",
-        help="OpenVINO: bf16 is faster with AVX-512 BF16 or AMX (slower without) but moves scores (up to 0.3 measured)",
+        choices=("auto", "f32", "mixed", "bf16"),
+        default="auto",
+        help="OpenVINO: auto is mixed (the network's front in f32, the rest in bf16; scores within 0.05 of f32) where "
+        "the CPU has AVX-512 BF16 or AMX, else f32; bf16 throughout moves scores by up to 0.4",
     )
     parser.add_argument("--resume", action="store_true", help="keep the series an interrupted run into --out finished")
     parser.add_argument("--verbose", action="store_true", help="log the workflow's progress (INFO)")
@@ -170,6 +176,15 @@ def resolved_backend(backend: str, device: str) -> str:
     return "openvino"
 
 
+def decoding_workers(inputs: Sequence[Path]) -> int:
+    """``--workers`` by default: one process decoding beside the network, except for uncompressed DICOM (sampled,
+    ``compressed_dicom``), whose slices cost less to read than to hand over between processes, so that the network
+    gets every core (``network_threads``; on 2 cores 1.45x the rate, ``benchmarks/speed.py``)."""
+    from scripts.ctio.dicom_pixels import compressed_dicom
+
+    return 0 if compressed_dicom(inputs) is False else 1
+
+
 def _overrides(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> dict:
     overrides = {
         "bundle_root": str(BUNDLE_ROOT),
@@ -177,7 +192,7 @@ def _overrides(inputs: Sequence[Path], out: Path, args: argparse.Namespace) -> d
         "output_dir": str(out.resolve()),
         "low_quality_threshold": args.threshold,
         "batch_size": args.batch_size,
-        "num_workers": args.workers,
+        "num_workers": decoding_workers(inputs) if args.workers is None else args.workers,
         "resume": args.resume,
         "quality_maps": args.quality_maps,
         **model_overrides(args.backend, args.checkpoint.resolve(), args.network_preset, args.precision),

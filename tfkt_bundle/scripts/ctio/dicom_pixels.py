@@ -30,8 +30,16 @@ from pydicom.tag import Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000TransferSyntaxes, JPEGExtended12Bit
 
 from .dicom import DicomSeries, DicomSlice, Skip, group_attr, record_skip
+from .kinds import file_kind
 
-__all__ = ["DecoderMissingError", "check_decoders", "decoding_plugin", "read_dicom_hu", "iter_series_slices"]
+__all__ = [
+    "DecoderMissingError",
+    "check_decoders",
+    "compressed_dicom",
+    "decoding_plugin",
+    "read_dicom_hu",
+    "iter_series_slices",
+]
 
 
 logger = logging.getLogger(__name__)
@@ -134,6 +142,25 @@ def _pixels(path: str | os.PathLike, frame: int | None, header: Dataset, groups:
         except Exception:  # noqa: BLE001 - the preferred plugin is a speed choice: a file it refuses gets them all
             logger.debug("%s: %s plugin failed, trying pydicom's own order", path, plugin)
     return pixel_array(path, index=frame, ds_out=header, specific_tags=groups)
+
+
+def compressed_dicom(inputs: Sequence[str | os.PathLike], tries: int = 20) -> bool | None:
+    """Whether the inputs' DICOM pixels are compressed, from a sample: the first DICOM file of each input whose file
+    meta names its transfer syntax (at most ``tries`` candidate files an input). True if any sampled file is
+    compressed, False if every one is uncompressed, None where no input holds a DICOM file (NIfTI, images)."""
+    found = [syntax for path in inputs if (syntax := _first_transfer_syntax(Path(path), tries)) is not None]
+    return any(pydicom.uid.UID(syntax).is_compressed for syntax in found) if found else None
+
+
+def _first_transfer_syntax(root: Path, tries: int) -> str | None:
+    candidates = [root] if root.is_file() else (Path(d) / n for d, _, names in os.walk(root) for n in sorted(names))
+    for path in (p for p in candidates if file_kind(p) == "dicom"):
+        if (syntax := _transfer_syntax(path)) is not None:
+            return syntax
+        tries -= 1
+        if tries <= 0:
+            return None
+    return None
 
 
 def _transfer_syntax(path: str | os.PathLike) -> str | None:

@@ -6,6 +6,7 @@ NIfTI, [0, 1] for image files); the workflow's ``preprocessing`` windows and sha
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -14,7 +15,25 @@ from monai.data import list_data_collate
 from scripts.ctio.slices import Inputs, iter_ct_slices, slice_identity
 from scripts.utils.skips import SkipLog
 
-__all__ = ["SliceStream", "collate_slices", "same_size_batches"]
+__all__ = ["SliceStream", "collate_slices", "cores", "network_threads", "same_size_batches"]
+
+
+@functools.cache
+def cores() -> int:
+    """The CPU threads this process computes with by default (torch's, which honours ``OMP_NUM_THREADS``), read once:
+    the inference workflow sets torch's threads, and that must not shrink the next run in the same process."""
+    return torch.get_num_threads()
+
+
+def network_threads(num_workers: int) -> int:
+    """CPU threads for a network as fast as decoding beside ``num_workers`` decoding workers: every core they leave.
+
+    With OpenVINO's mixed precision a slice costs about as much core time to score as a JPEG 2000 slice to decode,
+    so the decoding worker is the pipeline's slow stage, and a network thread sharing its core slows the whole run
+    (2 AMX Xeon cores: 1.10-1.14x the rate of the network on both, benchmarks/speed.py). ``num_workers=0``: every
+    core. A network much slower than decoding (eager PyTorch on a CPU) is better off on every core (``cores``).
+    """
+    return max(1, cores() - num_workers)
 
 
 class SliceStream(torch.utils.data.IterableDataset):

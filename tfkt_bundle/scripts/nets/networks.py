@@ -174,7 +174,9 @@ class SpatialHybridIQA(nn.Module):
         token ``i`` covers the slice region at row ``i // columns``, column ``i % columns`` of that grid."""
         _check_input(x, self.in_chans)
         x = (x - self.input_mean) / self.input_std
-        fmap = self.backbone(x)[self.feature_index]
+        return self._encode(self.backbone(x)[self.feature_index])
+
+    def _encode(self, fmap: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         if self.max_tokens_side is not None and max(fmap.shape[-2:]) > self.max_tokens_side:
             fmap = self._pool_tokens(fmap)
         fmap = self.proj(fmap)
@@ -211,6 +213,55 @@ class SpatialHybridIQA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def split(self, front_stages: int) -> tuple[nn.Module, nn.Module]:
+        """The network as two modules, ``rest(front(x)) == self(x)``: the front normalises the input and runs the
+        backbone's stem and its first ``front_stages`` stages, the rest runs everything after. Both share this
+        network's weights. For running the front, which sees the full-resolution noise texture, at a higher
+        precision than the rest (``scripts.nets.openvino_runtime``)."""
+        last = _feature_stage(self)
+        if not hasattr(self.backbone, "conv_stem") or not 0 <= front_stages <= last:
+            raise ValueError(f"front_stages must be 0 to {last} for this network's backbone, got {front_stages}")
+        # In this network's mode: setting a module's mode sets its children's, so a half in training mode would put
+        # the whole network in training mode (as the ONNX exporter does when it restores the mode it found).
+        return _Front(self, front_stages).train(self.training), _Rest(self, front_stages, last).train(self.training)
+
+
+def _feature_stage(network: SpatialHybridIQA) -> int:
+    """How many backbone stages run before the feature level that becomes the tokens (0: the stem's output)."""
+    module = network.backbone.feature_info.module_name()[network.feature_index]
+    return int(module.split(".")[1]) + 1 if module.startswith("blocks.") else 0
+
+
+class _Front(nn.Module):
+    """Input normalisation, the backbone's stem and its first stages of a ``SpatialHybridIQA`` (see ``split``)."""
+
+    def __init__(self, network: SpatialHybridIQA, stages: int) -> None:
+        super().__init__()
+        self.network, self.stages = network, stages
+        self.in_chans = network.in_chans
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.in_chans)
+        backbone = self.network.backbone
+        x = backbone.bn1(backbone.conv_stem((x - self.network.input_mean) / self.network.input_std))
+        for stage in backbone.blocks[: self.stages]:
+            x = stage(x)
+        return x
+
+
+class _Rest(nn.Module):
+    """The stages after a ``_Front`` up to the token level, then the transformer and the head (see ``split``)."""
+
+    def __init__(self, network: SpatialHybridIQA, start: int, stop: int) -> None:
+        super().__init__()
+        self.network, self.start, self.stop = network, start, stop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.network.backbone.blocks[self.start : self.stop]:
+            x = stage(x)
+        tokens, _ = self.network._encode(x)
+        return self.network.forward_head(tokens)
 
 
 class TFKTV2Net(nn.Module):

@@ -100,7 +100,7 @@ def _scored(jobs: Sequence[SeriesJob], args: argparse.Namespace) -> Iterator[tup
     settings = ScorerSettings(
         bundle_root=str(BUNDLE_ROOT), checkpoint=str(Path(args.checkpoint).resolve()), backend=args.backend,
         device="cuda" if gpus else "cpu", batch_size=args.batch_size, network_preset=args.network_preset,
-        precision=getattr(args, "precision", "f32"),
+        precision=getattr(args, "precision", "auto"),
     )  # fmt: skip
     series = ray.data.from_items([encode_job(job) for job in jobs], override_num_blocks=len(jobs))
     with warnings.catch_warnings():  # retries have no named parameter before Ray 2.64; requirements pin 2.60

@@ -41,7 +41,7 @@ class ScorerSettings:
         device: "cpu" or "cuda" (the GPU Ray gave the worker, ``cuda:0`` inside it).
         batch_size: slices per network call (consecutive slices of one size, as the local engine batches).
         network_preset: network layout of the checkpoint (None: the config's).
-        precision: OpenVINO's inference precision ("f32", "bf16").
+        precision: OpenVINO's inference precision (``scripts.nets.openvino_runtime.PRECISIONS``).
     """
 
     bundle_root: str
@@ -50,7 +50,7 @@ class ScorerSettings:
     device: str = "cpu"
     batch_size: int = 1
     network_preset: str | None = None
-    precision: str = "f32"
+    precision: str = "auto"
 
 
 class SeriesScorer:
